@@ -1,0 +1,1 @@
+"""Teacher domain adaptation and knowledge distillation (MobileSAM, KD-SAM, SAM-to-U-Net, EdgeSAM)."""

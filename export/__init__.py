@@ -1,0 +1,1 @@
+"""ONNX, TensorRT and AOTInductor export, and the runtime sessions that run them."""

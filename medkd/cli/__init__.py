@@ -1,0 +1,82 @@
+"""The ``medkd`` command: one typer app, sub-apps per stage, one-line errors and exit codes.
+
+Exit codes: 0 success, 1 failure, 2 bad input. Errors print one line; ``--debug`` (or
+``MEDKD_DEBUG=1``) shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+import typer
+from rich.console import Console
+
+from medkd import __version__
+from medkd.cli import models, weights
+from medkd.errors import BadInput, MedkdError
+
+app = typer.Typer(
+    name="medkd",
+    help="Distil, quantize and ship Segment Anything models for medical imaging.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(models.app, name="models")
+app.add_typer(weights.app, name="weights")
+
+_stderr = Console(stderr=True, highlight=False)
+_debug = {"enabled": os.environ.get("MEDKD_DEBUG") == "1"}
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"medkd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Print the version."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+) -> None:
+    """Distil, quantize and ship Segment Anything models for medical imaging."""
+    _debug["enabled"] = _debug["enabled"] or debug
+
+
+def _fail(message: str, code: int, exc: BaseException | None = None) -> int:
+    if exc is not None and _debug["enabled"]:
+        traceback.print_exception(exc)
+    _stderr.print(f"[bold red]error:[/] {message}")
+    return code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI on ``argv`` and return its exit code (used by ``main`` and by tests)."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="medkd", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        return _fail("interrupted", 130)
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except BadInput as exc:
+        return _fail(str(exc), exc.exit_code, exc)
+    except MedkdError as exc:
+        return _fail(str(exc), exc.exit_code, exc)
+    except KeyboardInterrupt as exc:
+        return _fail("interrupted", 130, exc)
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        return _fail(f"{type(exc).__name__}: {exc}", 1, exc)
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))

@@ -1,0 +1,13 @@
+"""Exceptions that the CLI turns into one-line errors and exit codes."""
+
+
+class MedkdError(Exception):
+    """A failure of the work itself (exit code 1)."""
+
+    exit_code = 1
+
+
+class BadInput(MedkdError):
+    """Input the user can fix: a missing file, a wrong checksum, a bad flag (exit code 2)."""
+
+    exit_code = 2

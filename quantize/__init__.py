@@ -1,0 +1,1 @@
+"""Post-training INT8 quantization calibrated on medical images."""

@@ -51,7 +51,7 @@ def _root(
 def _fail(message: str, code: int, exc: BaseException | None = None) -> int:
     if exc is not None and _debug["enabled"]:
         traceback.print_exception(exc)
-    _stderr.print(f"[bold red]error:[/] {message}")
+    _stderr.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     return code
 
 

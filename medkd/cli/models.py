@@ -1,0 +1,93 @@
+"""``medkd models``: the zoo as a table, one entry in full, or JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from medkd.cli.output import stdout_console
+from medkd.zoo import get_spec, list_models, profile_model
+
+app = typer.Typer(help="List the model zoo: teachers and students, sizes and cost.", no_args_is_help=False)
+FLOPS_NOTE = "GFLOPs: floating-point operations of the encoder for one image (1 multiply-add = 2 FLOPs), torch.utils.flop_counter"
+
+
+def describe(name: str) -> dict[str, Any]:
+    """Everything the zoo knows about one entry, measured where it is a number."""
+    spec = get_spec(name)
+    profile = profile_model(spec)
+    checkpoint = spec.checkpoint
+    return {
+        "name": spec.name,
+        "role": spec.role,
+        "family": spec.family,
+        "description": spec.description,
+        "input_size": spec.input_size,
+        "output_shape": list(profile.output_shape),
+        "encoder_params": profile.encoder_params,
+        "total_params": profile.total_params,
+        "encoder_gflops": round(profile.encoder_gflops, 3),
+        "flops_unit": "FLOPs (1 multiply-add = 2)",
+        "config": {key: list(v) if isinstance(v, tuple) else v for key, v in spec.defaults.items()},
+        "checkpoint": None
+        if checkpoint is None
+        else {"file": checkpoint.filename, "url": checkpoint.url, "sha256": checkpoint.sha256, "note": checkpoint.note},
+    }
+
+
+def _millions(count: int) -> str:
+    return f"{count / 1e6:.2f}M"
+
+
+@app.callback(invoke_without_command=True)
+def models(
+    ctx: typer.Context,
+    role: str = typer.Option(None, help="Only 'teacher' or 'student' entries."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List every zoo entry with parameters and encoder GFLOPs."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if role not in (None, "teacher", "student"):
+        raise typer.BadParameter("must be 'teacher' or 'student'", param_hint="--role")
+    entries = [describe(name) for name in list_models(role)]
+    if as_json:
+        typer.echo(json.dumps(entries, indent=2))
+        return
+    table = Table(title="medkd model zoo", caption=FLOPS_NOTE)
+    for column in ("name", "role", "input", "output", "encoder params", "total params", "encoder GFLOPs", "checkpoint"):
+        table.add_column(column, justify="right" if "params" in column or "GFLOPs" in column else "left")
+    for entry in entries:
+        checkpoint = entry["checkpoint"]
+        table.add_row(
+            entry["name"],
+            entry["role"],
+            f"{entry['input_size']} px",
+            "x".join(map(str, entry["output_shape"])),
+            _millions(entry["encoder_params"]),
+            _millions(entry["total_params"]),
+            f"{entry['encoder_gflops']:.1f}",
+            "-" if checkpoint is None else checkpoint["file"],
+        )
+    stdout_console().print(table)
+
+
+@app.command()
+def show(
+    name: str = typer.Argument(..., help="Zoo name, e.g. sam-vit-h."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show one entry in full: configuration, sizes, checkpoint URL and SHA-256."""
+    entry = describe(name)
+    if as_json:
+        typer.echo(json.dumps(entry, indent=2))
+        return
+    table = Table(show_header=False, title=name)
+    for key, value in entry.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items() if v not in (None, ""))
+        table.add_row(key, str(value))
+    stdout_console().print(table)

@@ -1,0 +1,150 @@
+"""SAM's input geometry and its exact inverse: optional box-centred crop, longest-side resize, padding.
+
+Forward: take a region of the image (the whole image, or with ``crop="box"`` a square window around
+the object's box), resize its longest side to the model's input size with SAM's
+``ResizeLongestSide`` (the same PIL resize ``SamPredictor`` uses), normalise with SAM's pixel mean /
+std and pad bottom / right with zeros, as ``Sam.preprocess`` does. Inverse: upsample model-space masks
+or logits to the input size (as ``Sam.postprocess_masks``), remove the padding, resize to the region
+and paste it into the original frame. Boxes and points scale like ``ResizeLongestSide.apply_coords``.
+
+Crop mode exists because small structures (nuclei a few pixels wide) vanish at 256 px: the window is
+the box's longer side times ``context`` (default 2), at least ``min_side`` pixels (default 64),
+centred on the box and shifted (never shrunk past the image) to stay inside the image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from segment_anything.utils.transforms import ResizeLongestSide
+
+from medkd.errors import BadInput
+
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
+CROP_MODES = ("none", "box")
+CropMode = Literal["none", "box"]
+DEFAULT_CONTEXT = 2.0
+DEFAULT_MIN_SIDE = 64
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How one image (or crop of it) maps into a square model input of ``input_size`` pixels."""
+
+    original_size: tuple[int, int]
+    region: tuple[int, int, int, int]
+    input_size: int
+
+    @property
+    def region_size(self) -> tuple[int, int]:
+        y0, x0, y1, x1 = self.region
+        return y1 - y0, x1 - x0
+
+    @property
+    def resized_size(self) -> tuple[int, int]:
+        """(h, w) of the region after the longest-side resize, before padding."""
+        return ResizeLongestSide.get_preprocess_shape(*self.region_size, self.input_size)
+
+    def _crop(self, array: np.ndarray) -> np.ndarray:
+        y0, x0, y1, x1 = self.region
+        return np.ascontiguousarray(array[y0:y1, x0:x1])
+
+    def _pad(self, tensor: torch.Tensor) -> torch.Tensor:
+        h, w = tensor.shape[-2:]
+        return F.pad(tensor, (0, self.input_size - w, 0, self.input_size - h))
+
+    def image_to_model(self, rgb: np.ndarray) -> torch.Tensor:
+        """``(H, W, 3)`` uint8 to the normalised, padded ``(3, S, S)`` float32 model input."""
+        resized = ResizeLongestSide(self.input_size).apply_image(self._crop(rgb))
+        tensor = torch.from_numpy(resized).permute(2, 0, 1).float()
+        mean = torch.tensor(PIXEL_MEAN).view(3, 1, 1)
+        std = torch.tensor(PIXEL_STD).view(3, 1, 1)
+        return self._pad((tensor - mean) / std)
+
+    def mask_to_model(self, mask: np.ndarray) -> np.ndarray:
+        """``(H, W)`` mask or label map to ``(S, S)`` by nearest-neighbour (pixel-centre) resizing."""
+        region = torch.from_numpy(self._crop(mask).astype(np.float32))[None, None]
+        resized = F.interpolate(region, self.resized_size, mode="nearest-exact")
+        return self._pad(resized)[0, 0].numpy().astype(mask.dtype)
+
+    def boxes_to_model(self, boxes: np.ndarray) -> np.ndarray:
+        """``(N, 4)`` x0, y0, x1, y1 boxes in original pixels to model pixels."""
+        return self.points_to_model(np.asarray(boxes, dtype=np.float64).reshape(-1, 2, 2)).reshape(-1, 4)
+
+    def points_to_model(self, points: np.ndarray) -> np.ndarray:
+        """``(..., 2)`` x, y points in original pixels to model pixels."""
+        y0, x0, _, _ = self.region
+        (rh, rw), (h, w) = self.region_size, self.resized_size
+        points = np.array(points, dtype=np.float64)
+        points[..., 0] = (points[..., 0] - x0) * (w / rw)
+        points[..., 1] = (points[..., 1] - y0) * (h / rh)
+        return points
+
+    def mask_to_original(self, masks: torch.Tensor) -> torch.Tensor:
+        """``(..., M, M)`` model-space masks to ``(..., H, W)`` original pixels.
+
+        Float input is treated as logits (bilinear, outside the region -inf); integer or bool input
+        as labels (nearest neighbour, outside the region 0).
+        """
+        logits = masks.is_floating_point()
+        mode = {"mode": "bilinear", "align_corners": False} if logits else {"mode": "nearest-exact"}
+        lead = masks.shape[:-2]
+        flat = masks.reshape(-1, 1, *masks.shape[-2:]).float()
+        if flat.shape[-1] != self.input_size:
+            flat = F.interpolate(flat, (self.input_size, self.input_size), **mode)
+        h, w = self.resized_size
+        region = F.interpolate(flat[..., :h, :w], self.region_size, **mode)
+        fill = float("-inf") if logits else 0.0
+        out = torch.full((flat.shape[0], 1, *self.original_size), fill, dtype=region.dtype, device=masks.device)
+        y0, x0, y1, x1 = self.region
+        out[..., y0:y1, x0:x1] = region
+        out = out.reshape(*lead, *self.original_size)
+        return out if logits else out.to(masks.dtype)
+
+
+def crop_region(
+    original_size: tuple[int, int],
+    box: np.ndarray,
+    context: float = DEFAULT_CONTEXT,
+    min_side: int = DEFAULT_MIN_SIDE,
+) -> tuple[int, int, int, int]:
+    """Square window (y0, x0, y1, x1) around an inclusive x0, y0, x1, y1 box, kept inside the image."""
+    height, width = original_size
+    bx0, by0, bx1, by1 = (float(v) for v in box)
+    side = max(context * max(bx1 - bx0 + 1, by1 - by0 + 1), float(min_side))
+
+    def span(start: float, stop: float, limit: int) -> tuple[int, int]:
+        length = min(int(np.ceil(side)), limit)
+        centre = (start + stop + 1) / 2
+        begin = int(np.clip(np.floor(centre - length / 2), 0, limit - length))
+        return begin, begin + length
+
+    y0, y1 = span(by0, by1, height)
+    x0, x1 = span(bx0, bx1, width)
+    return y0, x0, y1, x1
+
+
+def plan_geometry(
+    original_size: tuple[int, int],
+    input_size: int,
+    crop: CropMode = "none",
+    box: np.ndarray | None = None,
+    context: float = DEFAULT_CONTEXT,
+    min_side: int = DEFAULT_MIN_SIDE,
+) -> Geometry:
+    """Geometry for the whole image (``crop="none"``) or a window around ``box`` (``crop="box"``)."""
+    height, width = (int(v) for v in original_size)
+    if crop == "none":
+        region = (0, 0, height, width)
+    elif crop == "box":
+        if box is None:
+            raise BadInput("crop mode 'box' needs a box")
+        region = crop_region((height, width), box, context, min_side)
+    else:
+        raise BadInput(f"unknown crop mode '{crop}' (choose from {', '.join(CROP_MODES)})")
+    return Geometry((height, width), region, int(input_size))

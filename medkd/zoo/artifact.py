@@ -1,0 +1,79 @@
+"""Model artifacts: a directory with the weights (a plain state dict) and a manifest that names the
+zoo architecture and its arguments, so ``load_model`` rebuilds it without any pickled code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from medkd.artifacts import ArtifactInput, Manifest, atomic_path, hash_files, read_manifest, write_manifest
+from medkd.errors import BadInput
+from medkd.zoo.checkpoints import load_checkpoint
+from medkd.zoo.registry import get_spec
+
+WEIGHTS_FILE = "model.pt"
+
+
+def save_model_artifact(
+    model: nn.Module,
+    out_dir: str | Path,
+    *,
+    name: str,
+    kind: str,
+    model_kwargs: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+    inputs: list[ArtifactInput] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> Manifest:
+    """Write ``model``'s state dict and a manifest (last, atomically) into ``out_dir``."""
+    out = Path(out_dir)
+    get_spec(name)
+    with atomic_path(out / WEIGHTS_FILE) as tmp:
+        torch.save(model.state_dict(), tmp)
+    manifest = Manifest(
+        kind=kind,
+        config={"model": {"name": name, "kwargs": model_kwargs or {}}, **(config or {})},
+        inputs=inputs or [],
+        files=hash_files(out, [WEIGHTS_FILE]),
+        metrics=metrics or {},
+    )
+    return write_manifest(out, manifest)
+
+
+def artifact_model_ref(directory: str | Path) -> tuple[str, dict[str, Any], Path, str]:
+    """Zoo name, builder arguments, weights path and weights SHA-256 of a model artifact."""
+    manifest = read_manifest(directory)
+    model = manifest.config.get("model")
+    if not isinstance(model, dict) or "name" not in model or WEIGHTS_FILE not in manifest.files:
+        raise BadInput(f"{directory} is a '{manifest.kind}' artifact without model weights")
+    return model["name"], dict(model.get("kwargs", {})), Path(directory) / WEIGHTS_FILE, manifest.files[WEIGHTS_FILE]
+
+
+def create_model(name: str, checkpoint: str | Path | None = None, sha256: str | None = None, **kwargs: Any) -> nn.Module:
+    """Build a zoo model (random init, or ``checkpoint`` loaded strictly) in eval mode.
+
+    ``checkpoint`` may be an official state dict or a medkd model artifact directory. The SHA-256
+    is verified when given, or when the file carries the entry's published name and hash.
+    """
+    spec = get_spec(name)
+    if checkpoint is not None and Path(checkpoint).is_dir():
+        _, saved_kwargs, checkpoint, sha256 = artifact_model_ref(checkpoint)
+        kwargs = {**saved_kwargs, **kwargs}
+    model = spec.build(**kwargs)
+    if checkpoint is not None:
+        known = spec.checkpoint
+        if sha256 is None and known is not None and known.sha256 and Path(checkpoint).name == known.filename:
+            sha256 = known.sha256
+        load_checkpoint(model, checkpoint, sha256)
+    return model.eval()
+
+
+def load_model(source: str | Path, **kwargs: Any) -> nn.Module:
+    """A model from a zoo name (random init) or a medkd model artifact directory."""
+    if Path(source).is_dir():
+        name, saved_kwargs, weights, digest = artifact_model_ref(source)
+        return create_model(name, weights, digest, **{**saved_kwargs, **kwargs})
+    return create_model(str(source), **kwargs)

@@ -1,0 +1,117 @@
+"""Safe checkpoint loading: ``weights_only`` unpickling, checksums, and readable mismatch reports."""
+
+from __future__ import annotations
+
+import pickle
+import re
+import zipfile
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from medkd.artifacts import sha256_file
+from medkd.errors import BadInput
+
+_WRAPPER_KEYS = ("model", "state_dict", "module")
+_DDP_PREFIX = "module."
+
+
+def verify_sha256(path: Path, expected: str) -> None:
+    actual = sha256_file(path)
+    if actual != expected.lower():
+        raise BadInput(f"checksum mismatch for {path.name}: expected SHA-256 {expected}, got {actual}")
+
+
+def read_state_dict(path: str | Path, sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Load a state dict with ``torch.load(weights_only=True)``; never unpickle arbitrary objects.
+
+    Training checkpoints that wrap the weights under ``model`` / ``state_dict`` and DDP's
+    ``module.`` prefix are unwrapped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"checkpoint not found: {path}")
+    if sha256:
+        verify_sha256(path, sha256)
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise BadInput(
+            f"{path.name} needs arbitrary unpickling and is refused (weights_only load): {reason}"
+        ) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+        raise BadInput(f"{path.name} is not a readable PyTorch checkpoint: {exc}") from exc
+    state = _unwrap(loaded, path)
+    return {key.removeprefix(_DDP_PREFIX): value for key, value in state.items()}
+
+
+def _unwrap(loaded: object, path: Path) -> Mapping[str, torch.Tensor]:
+    while isinstance(loaded, Mapping):
+        wrapped = next((loaded[k] for k in _WRAPPER_KEYS if isinstance(loaded.get(k), Mapping)), None)
+        if wrapped is None:
+            break
+        loaded = wrapped
+    if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise BadInput(f"{path.name} is not a state dict (a mapping of parameter names to tensors)")
+    return loaded
+
+
+@dataclass
+class StateDictReport:
+    """Differences between a model's state dict and a checkpoint's."""
+
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    misshaped: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.misshaped)
+
+    def summary(self, limit: int = 6) -> str:
+        """Keys grouped by pattern (block indices folded to ``*``), at most ``limit`` groups each."""
+        lines = []
+        for title, keys in (("missing", self.missing), ("unexpected", self.unexpected)):
+            if keys:
+                lines.append(f"{len(keys)} {title} keys: {_grouped(keys, limit)}")
+        if self.misshaped:
+            shown = ", ".join(
+                f"{key} (model {list(want)}, checkpoint {list(got)})" for key, want, got in self.misshaped[:limit]
+            )
+            more = f", and {len(self.misshaped) - limit} more" if len(self.misshaped) > limit else ""
+            lines.append(f"{len(self.misshaped)} mis-shaped keys: {shown}{more}")
+        return "\n".join(lines)
+
+
+def _grouped(keys: list[str], limit: int) -> str:
+    patterns = Counter(re.sub(r"\.\d+\.", ".*.", key) for key in keys)
+    shown = [f"{pattern} (x{count})" if count > 1 else pattern for pattern, count in patterns.most_common(limit)]
+    more = f", and {len(patterns) - limit} more patterns" if len(patterns) > limit else ""
+    return ", ".join(shown) + more
+
+
+def compare_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> StateDictReport:
+    expected = model.state_dict()
+    report = StateDictReport(
+        missing=sorted(set(expected) - set(state)),
+        unexpected=sorted(set(state) - set(expected)),
+    )
+    for key in sorted(set(expected) & set(state)):
+        if tuple(expected[key].shape) != tuple(state[key].shape):
+            report.misshaped.append((key, tuple(expected[key].shape), tuple(state[key].shape)))
+    return report
+
+
+def load_checkpoint(model: nn.Module, path: str | Path, sha256: str | None = None) -> nn.Module:
+    """Load ``path`` into ``model`` strictly; a mismatch raises ``BadInput`` with a grouped report."""
+    state = read_state_dict(path, sha256)
+    report = compare_state_dict(model, state)
+    if not report.ok:
+        raise BadInput(f"{Path(path).name} does not fit this architecture:\n{report.summary()}")
+    model.load_state_dict(state)
+    return model

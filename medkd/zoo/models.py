@@ -1,0 +1,156 @@
+"""The zoo's entries: SAM teachers, TinyViT / U-Net students and the stand-in medical teacher."""
+
+from __future__ import annotations
+
+from medkd.zoo.registry import CheckpointInfo, ModelSpec, register_model
+from medkd.zoo.sam_vit import build_sam_vit
+from medkd.zoo.tinyvit import build_tinyvit_sam
+from medkd.zoo.unet import build_unet
+
+_SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+_MOBILESAM_URL = "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt"
+_MOBILESAM_SHA256 = "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f"
+
+VIT_H = {"embed_dim": 1280, "depth": 32, "num_heads": 16, "global_attn_indexes": (7, 15, 23, 31)}
+VIT_L = {"embed_dim": 1024, "depth": 24, "num_heads": 16, "global_attn_indexes": (5, 11, 17, 23)}
+VIT_B = {"embed_dim": 768, "depth": 12, "num_heads": 12, "global_attn_indexes": (2, 5, 8, 11)}
+# ViT-B width, 8 blocks, 256 px (16 x 16 tokens, 8 x 8 windows): about 5x the FLOPs of the
+# 256-px TinyViT student and 10x its parameters, yet trainable from scratch on a laptop CPU.
+VIT_STAND_IN = {
+    "embed_dim": 768,
+    "depth": 8,
+    "num_heads": 12,
+    "global_attn_indexes": (3, 7),
+    "img_size": 256,
+    "window_size": 8,
+}
+
+register_model(
+    ModelSpec(
+        name="sam-vit-h",
+        role="teacher",
+        family="sam",
+        input_size=1024,
+        builder=build_sam_vit,
+        meta_buildable=True,
+        defaults=VIT_H,
+        description="Segment Anything, ViT-H image encoder (Kirillov et al. 2023)",
+        checkpoint=CheckpointInfo(
+            "sam_vit_h_4b8939.pth",
+            _SAM_URL + "sam_vit_h_4b8939.pth",
+            "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+        ),
+    )
+)
+register_model(
+    ModelSpec(
+        name="sam-vit-l",
+        role="teacher",
+        family="sam",
+        input_size=1024,
+        builder=build_sam_vit,
+        meta_buildable=True,
+        defaults=VIT_L,
+        description="Segment Anything, ViT-L image encoder",
+        checkpoint=CheckpointInfo(
+            "sam_vit_l_0b3195.pth",
+            _SAM_URL + "sam_vit_l_0b3195.pth",
+            "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+        ),
+    )
+)
+register_model(
+    ModelSpec(
+        name="sam-vit-b",
+        role="teacher",
+        family="sam",
+        input_size=1024,
+        builder=build_sam_vit,
+        meta_buildable=True,
+        defaults=VIT_B,
+        description="Segment Anything, ViT-B image encoder",
+        checkpoint=CheckpointInfo(
+            "sam_vit_b_01ec64.pth",
+            _SAM_URL + "sam_vit_b_01ec64.pth",
+            "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+        ),
+    )
+)
+register_model(
+    ModelSpec(
+        name="medsam-vit-b",
+        role="teacher",
+        family="sam",
+        input_size=1024,
+        builder=build_sam_vit,
+        meta_buildable=True,
+        defaults=VIT_B,
+        description="MedSAM (Ma et al. 2024): SAM ViT-B fine-tuned on 1.5M medical image-mask pairs",
+        checkpoint=CheckpointInfo(
+            "medsam_vit_b.pth",
+            note="published by the MedSAM authors on a file-sharing drive, no direct URL or hash: "
+            "download it by hand and pass --checkpoint",
+        ),
+    )
+)
+register_model(
+    ModelSpec(
+        name="mobilesam",
+        role="teacher",
+        family="sam",
+        input_size=1024,
+        builder=build_tinyvit_sam,
+        description="MobileSAM (Zhang et al. 2023): TinyViT-5M distilled from SAM ViT-H, as a teacher",
+        checkpoint=CheckpointInfo("mobile_sam.pt", _MOBILESAM_URL, _MOBILESAM_SHA256),
+    )
+)
+register_model(
+    ModelSpec(
+        name="sam-vit-stand-in",
+        role="teacher",
+        family="sam",
+        input_size=256,
+        builder=build_sam_vit,
+        meta_buildable=True,
+        defaults=VIT_STAND_IN,
+        description="SAM architecture with a small ViT (768 wide, 8 blocks, 256 px): the stand-in "
+        "medical teacher trained here by `medkd adapt`",
+    )
+)
+register_model(
+    ModelSpec(
+        name="tinyvit",
+        role="student",
+        family="sam",
+        input_size=1024,
+        builder=build_tinyvit_sam,
+        description="MobileSAM's vit_t: TinyViT-5M image encoder at 1024 px, SAM prompt encoder and decoder",
+        checkpoint=CheckpointInfo("mobile_sam.pt", _MOBILESAM_URL, _MOBILESAM_SHA256),
+    )
+)
+register_model(
+    ModelSpec(
+        name="tinyvit-256",
+        role="student",
+        family="sam",
+        input_size=256,
+        builder=build_tinyvit_sam,
+        defaults={"img_size": 256},
+        description="LiteMedSAM-style TinyViT-5M at 256 px; embedding_grid=64 gives LiteMedSAM's "
+        "layout for 64 x 64 teachers (MedSAM, SAM)",
+        checkpoint=CheckpointInfo(
+            "lite_medsam.pth",
+            note="LiteMedSAM weights (embedding_grid=64), published on a file-sharing drive: download by hand",
+        ),
+    )
+)
+register_model(
+    ModelSpec(
+        name="unet",
+        role="student",
+        family="unet",
+        input_size=256,
+        builder=build_unet,
+        description="MONAI U-Net (image + box channel in, mask logit out) for SAM-to-U-Net distillation",
+    )
+)

@@ -1,0 +1,51 @@
+"""Medical data: readers, dataset indexing into manifests, MedSAM preprocessing, prompts, datasets.
+
+Typical use::
+
+    manifest = load_manifest("data.jsonl")
+    loader = RowLoader(manifest, ArrayCache(default_cache_dir()))
+    dataset = ObjectDataset(manifest.select("train"), loader, input_size=256, train=True, crop="box")
+"""
+
+from medkd.data.cache import ArrayCache, default_cache_dir
+from medkd.data.datasets import ObjectDataset, geometry_of, make_loader
+from medkd.data.geometry import PIXEL_MEAN, PIXEL_STD, Geometry, crop_region, plan_geometry
+from medkd.data.index import build_manifest
+from medkd.data.intensity import normalize_intensity, to_rgb
+from medkd.data.loading import RowLoader
+from medkd.data.manifest import DataManifest, ManifestRow, load_manifest, save_manifest
+from medkd.data.prompts import box_from_mask, box_mask, centre_point, jitter_box, jitter_for, sample_points
+from medkd.data.readers import Decoded, ReadError, read_image, read_mask
+from medkd.data.synth import make_synthetic
+
+__all__ = [
+    "PIXEL_MEAN",
+    "PIXEL_STD",
+    "ArrayCache",
+    "DataManifest",
+    "Decoded",
+    "Geometry",
+    "ManifestRow",
+    "ObjectDataset",
+    "ReadError",
+    "RowLoader",
+    "box_from_mask",
+    "box_mask",
+    "build_manifest",
+    "centre_point",
+    "crop_region",
+    "default_cache_dir",
+    "geometry_of",
+    "jitter_box",
+    "jitter_for",
+    "load_manifest",
+    "make_loader",
+    "make_synthetic",
+    "normalize_intensity",
+    "plan_geometry",
+    "read_image",
+    "read_mask",
+    "sample_points",
+    "save_manifest",
+    "to_rgb",
+]

@@ -1,0 +1,66 @@
+"""Content-addressed cache of decoded, normalised arrays so that repeated epochs skip decoding.
+
+A key is a JSON value naming the source file (resolved path, mtime in ns and size), what was
+computed from it and with which parameters; its SHA-256 names a ``.npy`` file under the cache
+directory, written atomically. The directory is ``$MEDKD_CACHE_DIR``, else
+``$XDG_CACHE_HOME/medkd``, else ``~/.cache/medkd`` (with a ``preprocess`` subfolder).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medkd.artifacts import atomic_path, sha256_json
+
+CACHE_FORMAT = 1
+
+
+def default_cache_dir() -> Path:
+    """Where the preprocessing cache lives unless told otherwise."""
+    if os.environ.get("MEDKD_CACHE_DIR"):
+        base = Path(os.environ["MEDKD_CACHE_DIR"])
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "medkd"
+    return base / "preprocess"
+
+
+def file_identity(path: str | os.PathLike) -> dict[str, Any]:
+    """Resolved path, modification time and size: changes whenever the file is replaced or edited."""
+    resolved = Path(path).resolve()
+    if resolved.is_dir():
+        stats = [child.stat() for child in sorted(resolved.iterdir())]
+        return {"path": str(resolved), "mtime_ns": max(s.st_mtime_ns for s in stats), "size": sum(s.st_size for s in stats)}
+    stat = resolved.stat()
+    return {"path": str(resolved), "mtime_ns": stat.st_mtime_ns, "size": stat.st_size}
+
+
+class ArrayCache:
+    """Get-or-compute of numpy arrays keyed by JSON values; ``directory=None`` disables storage."""
+
+    def __init__(self, directory: str | os.PathLike | None) -> None:
+        self.directory = Path(directory) if directory is not None else None
+
+    def path_for(self, key: Any) -> Path | None:
+        if self.directory is None:
+            return None
+        digest = sha256_json({"format": CACHE_FORMAT, "key": key})
+        return self.directory / digest[:2] / f"{digest}.npy"
+
+    def get(self, key: Any, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """The cached array for ``key``, computing and storing it on a miss (or a corrupt entry)."""
+        path = self.path_for(key)
+        if path is not None and path.is_file():
+            try:
+                return np.load(path, allow_pickle=False)
+            except (OSError, ValueError):
+                path.unlink(missing_ok=True)
+        array = compute()
+        if path is not None:
+            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+                np.save(handle, array, allow_pickle=False)
+        return array

@@ -1,0 +1,186 @@
+"""Triton flash-attention forward kernel: online softmax with SAM's decomposed relative-position
+bias, an optional dense bias, and optionally dilated keys; nothing quadratic is ever stored.
+
+Key ``j`` of a head ``h`` takes part when ``j % dilation == h % dilation`` (dilation 1: all keys),
+so each group of heads sees one strided subset of keys and the groups together cover every key
+(dilated attention after SAM-Lightening, here on keys only).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+_LOG2E = tl.constexpr(1.4426950408889634)
+# Small blocks in the interpreter keep NumPy work low and make odd sizes cross block edges.
+_INTERPRET_BLOCKS = {"BLOCK_M": 16, "BLOCK_N": 16}
+_GPU_CONFIGS = [
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=4, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=4, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 32}, num_warps=4, num_stages=2),
+]
+_TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}
+
+
+def _attention_fwd(
+    Q, K, V, O, RH, RW, BIAS,
+    stride_qb, stride_qh, stride_qn, stride_qd,
+    stride_kb, stride_kh, stride_kn, stride_kd,
+    stride_vb, stride_vh, stride_vn, stride_vd,
+    stride_ob, stride_oh, stride_on, stride_od,
+    stride_rhb, stride_rhh, stride_rhn, stride_rhk,
+    stride_rwb, stride_rwh, stride_rwn, stride_rwk,
+    stride_bb, stride_bh, stride_bm, stride_bn,
+    num_heads, n_q, n_k, key_w, qk_scale,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+    REL_POS: tl.constexpr, HAS_BIAS: tl.constexpr, DILATION: tl.constexpr,
+    ROW_ALIGNED: tl.constexpr, DOT_DTYPE: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    # Only builtins and reductions over triton's own combine functions: those run in the
+    # interpreter even when triton was imported (and its helpers decorated) before TRITON_INTERPRET=1.
+    pid_bh = tl.program_id(1)
+    b = pid_bh // num_heads
+    h = pid_bh % num_heads
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_m = offs_m < n_q
+    mask_d = offs_d < HEAD_DIM  # head dims that are not powers of two are padded with zeros
+
+    q_ptrs = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd
+    q = tl.load(q_ptrs, mask=mask_m[:, None] & mask_d[None, :], other=0.0).to(DOT_DTYPE)
+    k_base = K + b * stride_kb + h * stride_kh
+    v_base = V + b * stride_vb + h * stride_vh
+    rh_base = RH + b * stride_rhb + h * stride_rhh + offs_m * stride_rhn
+    rw_base = RW + b * stride_rwb + h * stride_rwh + offs_m * stride_rwn
+    bias_base = BIAS + b * stride_bb + h * stride_bh + offs_m * stride_bm
+
+    first_key = h % DILATION
+    n_keys = (n_k - first_key + DILATION - 1) // DILATION  # keys this head attends to
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.full([BLOCK_M], 0.0, tl.float32)
+    acc = tl.full([BLOCK_M, BLOCK_D], 0.0, tl.float32)
+    for start in range(0, n_keys, BLOCK_N):
+        offs_j = start + tl.arange(0, BLOCK_N)
+        mask_n = offs_j < n_keys
+        keys = first_key + offs_j * DILATION
+        mask_mn = mask_m[:, None] & mask_n[None, :]
+
+        k = tl.load(
+            k_base + keys[None, :] * stride_kn + offs_d[:, None] * stride_kd,
+            mask=mask_n[None, :] & mask_d[:, None],
+            other=0.0,
+        ).to(DOT_DTYPE)
+        s = tl.dot(q, k, input_precision=DOT_PRECISION) * qk_scale
+        if REL_POS:
+            if ROW_ALIGNED:  # the whole key block lies in one key row: rel_h is one column
+                rel_h = tl.load(rh_base + (start // key_w) * stride_rhk, mask=mask_m, other=0.0)
+                rel_w = tl.load(rw_base[:, None] + (keys % key_w)[None, :] * stride_rwk, mask=mask_mn, other=0.0)
+                s += (rel_h.to(tl.float32)[:, None] + rel_w.to(tl.float32)) * _LOG2E
+            else:
+                rel_h = tl.load(rh_base[:, None] + (keys // key_w)[None, :] * stride_rhk, mask=mask_mn, other=0.0)
+                rel_w = tl.load(rw_base[:, None] + (keys % key_w)[None, :] * stride_rwk, mask=mask_mn, other=0.0)
+                s += (rel_h.to(tl.float32) + rel_w.to(tl.float32)) * _LOG2E
+        if HAS_BIAS:
+            bias = tl.load(bias_base[:, None] + keys[None, :] * stride_bn, mask=mask_mn, other=0.0)
+            s += bias.to(tl.float32) * _LOG2E
+        s = tl.where(mask_n[None, :], s, float("-inf"))
+
+        m_new = tl.maximum(m_i, tl.reduce(s, 1, tl.standard._elementwise_max))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.reduce(p, 1, tl.standard._sum_combine)
+        v = tl.load(
+            v_base + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd,
+            mask=mask_n[:, None] & mask_d[None, :],
+            other=0.0,
+        )
+        p = p.to(V.dtype.element_ty).to(DOT_DTYPE)  # rounded as the inputs are
+        acc = tl.dot(p, v.to(DOT_DTYPE), acc * alpha[:, None], input_precision=DOT_PRECISION)
+        m_i = m_new
+
+    acc = acc / l_i[:, None]
+    o_ptrs = O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od
+    tl.store(o_ptrs, acc.to(O.dtype.element_ty), mask=mask_m[:, None] & mask_d[None, :])
+
+
+@functools.cache
+def _kernel(interpret: bool) -> triton.KernelInterface:
+    """The kernel, decorated when first launched in a mode: Triton picks interpreter or compiler at
+    decoration time, so decorating at import would freeze whatever TRITON_INTERPRET was then (and
+    many packages import triton early)."""
+    kernel = triton.heuristics(
+        {"ROW_ALIGNED": lambda a: a["DILATION"] == 1 and a["key_w"] % a["BLOCK_N"] == 0}
+    )(triton.jit(_attention_fwd))
+    if interpret:
+        return kernel
+    return triton.autotune(_GPU_CONFIGS, key=["n_q", "n_k", "HEAD_DIM", "REL_POS", "HAS_BIAS", "DILATION"])(
+        kernel
+    )
+
+
+def interpreting() -> bool:
+    """Whether Triton kernels run in the CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return bool(triton.knobs.runtime.interpret)
+
+
+def supports(q: torch.Tensor, v: torch.Tensor) -> bool:
+    """Whether the kernel can run these inputs: fp16 / bf16 / fp32, equal q and v head dims, on a
+    CUDA device, or on the CPU under the interpreter."""
+    device_ok = q.is_cuda or (q.device.type == "cpu" and interpreting())
+    return device_ok and q.dtype in _TL_DTYPES and q.shape[-1] == v.shape[-1]
+
+
+def flash_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    scale: float,
+    rel_pos: tuple[torch.Tensor, torch.Tensor] | None = None,
+    bias: torch.Tensor | None = None,
+    dilation: int = 1,
+) -> torch.Tensor:
+    """``softmax(scale * q @ k^T + bias) @ v`` for ``q, k, v`` of shape (B, heads, N, D), any strides.
+
+    ``rel_pos = (rel_h, rel_w)``, of shapes (B, heads, Nq, key_h) and (B, heads, Nq, key_w), adds
+    ``rel_h[..., i, j // key_w] + rel_w[..., i, j % key_w]`` to the logit of query ``i`` and key
+    ``j`` (SAM's decomposed relative-position bias, keys in row-major order). ``bias`` is a dense
+    bias broadcastable to (B, heads, Nq, Nk). Softmax and accumulation run in fp32. Returns
+    (B, heads, Nq, D) as a view of a contiguous (B, Nq, heads, D) tensor, ready for the projection.
+    """
+    batch, heads, n_q, head_dim = q.shape
+    n_k = k.shape[2]
+    if not 1 <= dilation <= n_k:
+        raise ValueError(f"dilation must be in [1, {n_k}], got {dilation}")
+    out = torch.empty(batch, n_q, heads, head_dim, dtype=q.dtype, device=q.device).transpose(1, 2)
+    if rel_pos is not None:
+        rel_h, rel_w = rel_pos
+        if rel_h.shape[-1] * rel_w.shape[-1] != n_k:
+            raise ValueError(f"key grid {rel_h.shape[-1]}x{rel_w.shape[-1]} does not match {n_k} keys")
+    else:
+        rel_h = rel_w = q.new_zeros(1, 1, 1, 1)  # never read
+    bias_view = bias.expand(batch, heads, n_q, n_k) if bias is not None else rel_h
+    interpret = interpreting()
+    # The interpreter multiplies bf16 operands as raw bits: give its dots fp32 copies instead.
+    dot_dtype = torch.float32 if interpret and q.dtype == torch.bfloat16 else q.dtype
+    grid = lambda meta: (triton.cdiv(n_q, meta["BLOCK_M"]), batch * heads)  # noqa: E731
+    _kernel(interpret)[grid](
+        q, k, v, out, rel_h, rel_w, bias_view,
+        *q.stride(), *k.stride(), *v.stride(), *out.stride(),
+        *rel_h.stride(), *rel_w.stride(), *bias_view.stride(),
+        heads, n_q, n_k, rel_w.shape[-1], scale * _LOG2E.value,
+        HEAD_DIM=head_dim,
+        BLOCK_D=max(16, triton.next_power_of_2(head_dim)),
+        REL_POS=rel_pos is not None,
+        HAS_BIAS=bias is not None,
+        DILATION=dilation,
+        DOT_DTYPE=_TL_DTYPES[dot_dtype],
+        DOT_PRECISION="ieee" if dot_dtype == torch.float32 else "tf32",
+        **(_INTERPRET_BLOCKS if interpret else {}),
+    )  # fmt: skip
+    return out

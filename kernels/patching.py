@@ -1,0 +1,54 @@
+"""Swap the attention modules of built SAM / TinyViT encoders for the fused ones, and back."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .sam_attention import FusedSamAttention
+from .tinyvit_attention import FusedTinyViTAttention
+from .wrapper import FusedAttention
+
+# Matched by defining module and class name, so neither package is imported just to patch.
+_SAM_ATTENTION = {("segment_anything.modeling.image_encoder", "Attention"), ("mobile_sam.modeling.image_encoder", "Attention")}
+_TINYVIT_ATTENTION = {("mobile_sam.modeling.tiny_vit_sam", "Attention")}
+
+
+def _fused(child: nn.Module, parent: nn.Module, dilation: int) -> FusedAttention | None:
+    kind = (type(child).__module__, type(child).__qualname__)
+    if kind in _SAM_ATTENTION:
+        is_global = getattr(parent, "window_size", None) == 0
+        return FusedSamAttention(child, dilation=dilation if is_global else 1)
+    if kind in _TINYVIT_ATTENTION:
+        return FusedTinyViTAttention(child)
+    return None
+
+
+def patch(model: nn.Module, dilation: int = 1) -> int:
+    """Replace every SAM image-encoder and TinyViT attention module inside ``model`` by its fused
+    stand-in (same parameters, same state dict); return how many were replaced.
+
+    ``dilation > 1`` opts SAM's global-attention blocks into dilated attention (each head group
+    attends to every ``dilation``-th key): faster, but an approximation; windowed blocks stay exact.
+    """
+    if dilation < 1:
+        raise ValueError(f"dilation must be at least 1, got {dilation}")
+    count = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            fused = _fused(child, parent, dilation)
+            if fused is not None:
+                setattr(parent, name, fused)
+                count += 1
+    return count
+
+
+def unpatch(model: nn.Module) -> int:
+    """Put back the original attention modules (the same objects) that :func:`patch` replaced;
+    return how many were restored."""
+    count = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, FusedAttention):
+                setattr(parent, name, child.restore())
+                count += 1
+    return count

@@ -1,0 +1,140 @@
+"""patch / unpatch on small SAM and TinyViT encoders: same results, same state, same objects."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from attention_reference import rel_error
+from mobile_sam.modeling.tiny_vit_sam import TinyViT
+from segment_anything.modeling.image_encoder import Attention, ImageEncoderViT
+from torch import nn
+
+from medkd.kernels import dispatch
+from medkd.kernels import patch, unpatch
+from medkd.kernels.dispatch import select_path
+from medkd.kernels.sam_attention import FusedSamAttention
+from medkd.kernels.tinyvit_attention import FusedTinyViTAttention
+
+
+def _sam_encoder() -> ImageEncoderViT:
+    """5x5 tokens: a windowed block (3x3 windows, padded) and a global block, random rel-pos."""
+    encoder = ImageEncoderViT(
+        img_size=80, patch_size=16, embed_dim=32, depth=2, num_heads=2, out_chans=16,
+        use_rel_pos=True, window_size=3, global_attn_indexes=(1,),
+    )  # fmt: skip
+    for name, param in encoder.named_parameters():
+        if "rel_pos" in name or "pos_embed" in name:
+            nn.init.normal_(param, std=0.5)
+    return encoder.eval()
+
+
+def _tinyvit() -> TinyViT:
+    """TinyViT stages at 8x8, 4x4 and 4x4 tokens with 3x3 windows (padded), random biases; the last
+    stage keeps the resolution, as in MobileSAM, because its width is 320."""
+    model = TinyViT(
+        img_size=64, embed_dims=[8, 16, 24, 320], depths=[1, 1, 1, 1], num_heads=[1, 2, 3, 10],
+        window_sizes=[3, 3, 3, 3],
+    )  # fmt: skip
+    for name, param in model.named_parameters():
+        if "attention_biases" in name:
+            nn.init.normal_(param)
+    return model.eval()  # after the biases are set: eval mode caches them
+
+
+def _tinyvit_features(model: TinyViT, x: torch.Tensor) -> torch.Tensor:
+    """TinyViT's encoder up to its neck (the neck assumes 1024-pixel inputs)."""
+    x = model.patch_embed(x)
+    for layer in model.layers:
+        x = layer(x)
+    return x
+
+
+@torch.no_grad()
+def test_sam_encoder_patched_matches_unpatched() -> None:
+    encoder = _sam_encoder()
+    x = torch.randn(2, 3, 80, 80)
+    expected = encoder(x)
+    originals = [block.attn for block in encoder.blocks]
+    state = encoder.state_dict()
+
+    assert patch(encoder) == 2
+    assert all(isinstance(block.attn, FusedSamAttention) for block in encoder.blocks)
+    assert encoder.state_dict().keys() == state.keys()
+    assert all(encoder.state_dict()[key] is not None and encoder.state_dict()[key].equal(state[key]) for key in state)
+    assert rel_error(encoder(x), expected) <= 1e-3
+    assert patch(encoder) == 0  # already patched
+
+    assert unpatch(encoder) == 2
+    assert all(block.attn is original for block, original in zip(encoder.blocks, originals))
+    assert encoder(x).equal(expected)
+
+
+@torch.no_grad()
+def test_sam_attention_in_low_precision() -> None:
+    """Fused SAM attention (global, odd grid) in fp16 / bf16 against SAM's own module in float64."""
+    module = Attention(dim=32, num_heads=2, use_rel_pos=True, input_size=(5, 7))
+    for param in (module.rel_pos_h, module.rel_pos_w):
+        nn.init.normal_(param, std=0.5)
+    x = torch.randn(2, 5, 7, 32)
+    for dtype in (torch.float16, torch.bfloat16):
+        low = copy.deepcopy(module).to(dtype)
+        expected = copy.deepcopy(low).double()(x.to(dtype).double())
+        assert rel_error(FusedSamAttention(low)(x.to(dtype)), expected) <= 1e-2
+
+
+@torch.no_grad()
+def test_dilated_global_blocks_only() -> None:
+    encoder = _sam_encoder()
+    x = torch.randn(1, 3, 80, 80)
+    patch(encoder, dilation=2)
+    assert [block.attn.dilation for block in encoder.blocks] == [1, 2]
+    fused = encoder(x)
+    unpatch(encoder)
+    exact = encoder(x)
+    assert 0 < rel_error(fused, exact) < 1  # an approximation: different, but not unrelated
+    with pytest.raises(ValueError):
+        patch(encoder, dilation=0)
+
+
+@torch.no_grad()
+def test_tinyvit_patched_matches_unpatched() -> None:
+    model = _tinyvit()
+    x = torch.randn(2, 3, 64, 64)
+    expected = _tinyvit_features(model, x)
+    assert patch(model) == 3
+    assert sum(isinstance(m, FusedTinyViTAttention) for m in model.modules()) == 3
+    assert rel_error(_tinyvit_features(model, x), expected) <= 1e-3
+    assert unpatch(model) == 3
+    assert _tinyvit_features(model, x).equal(expected)
+
+
+def test_conversions_while_patched_reach_the_originals() -> None:
+    """``.to()`` and train / eval on the patched model carry over to the restored modules."""
+    model = _tinyvit()
+    original = model.layers[1].blocks[0].attn
+    patch(model)
+    model.train().to(torch.bfloat16).eval()
+    unpatch(model)
+    assert model.layers[1].blocks[0].attn is original and not original.training
+    assert original.qkv.weight.dtype == torch.bfloat16 and original.ab.dtype == torch.bfloat16
+
+
+def test_onnx_export_uses_plain_graph(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exported, the patched encoder takes the plain path: a MatMul / Softmax graph."""
+    onnx = pytest.importorskip("onnx")
+    paths: list[str] = []
+
+    def recording_select_path(*args: torch.Tensor) -> str:
+        paths.append(select_path(*args))
+        return paths[-1]
+
+    monkeypatch.setattr(dispatch, "select_path", recording_select_path)
+    encoder = _sam_encoder()
+    patch(encoder)
+    path = tmp_path / "encoder.onnx"
+    torch.onnx.export(encoder, (torch.randn(1, 3, 80, 80),), str(path), opset_version=17)
+    assert paths and set(paths) == {"plain"}
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert {"MatMul", "Softmax"} <= ops

@@ -10,12 +10,13 @@ import os
 import sys
 import traceback
 
-import click
 import typer
 from rich.console import Console
 
 from medkd import __version__
 from medkd.cli import models, weights
+from medkd.cli import data as data_cli
+from medkd.cli import evaluate as evaluate_cli
 from medkd.errors import BadInput, MedkdError
 
 app = typer.Typer(
@@ -28,6 +29,8 @@ app = typer.Typer(
 )
 app.add_typer(models.app, name="models")
 app.add_typer(weights.app, name="weights")
+app.add_typer(data_cli.app, name="data")
+app.command("eval")(evaluate_cli.eval_command)
 
 _stderr = Console(stderr=True, highlight=False)
 _debug = {"enabled": os.environ.get("MEDKD_DEBUG") == "1"}
@@ -60,13 +63,13 @@ def run(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="medkd", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         return _fail("interrupted", 130)
-    except click.ClickException as exc:
+    except typer.TyperException as exc:  # usage errors: unknown option, missing argument, bad value
         exc.show()
-        return 2
+        return exc.exit_code
     except BadInput as exc:
         return _fail(str(exc), exc.exit_code, exc)
     except MedkdError as exc:

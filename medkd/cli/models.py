@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
 from medkd.cli.output import stdout_console
-from medkd.zoo import get_spec, list_models, profile_model
+from medkd.zoo import create_model, get_spec, list_models, profile_model
+from medkd.zoo.profile import count_params
 
 app = typer.Typer(help="List the model zoo: teachers and students, sizes and cost.", no_args_is_help=False)
 FLOPS_NOTE = "GFLOPs: floating-point operations of the encoder for one image (1 multiply-add = 2 FLOPs), torch.utils.flop_counter"
 
 
+@functools.cache
 def describe(name: str) -> dict[str, Any]:
-    """Everything the zoo knows about one entry, measured where it is a number."""
+    """Everything the zoo knows about one entry, measured where it is a number (once per process)."""
     spec = get_spec(name)
     profile = profile_model(spec)
     checkpoint = spec.checkpoint
@@ -91,3 +95,14 @@ def show(
             value = ", ".join(f"{k}={v}" for k, v in value.items() if v not in (None, ""))
         table.add_row(key, str(value))
     stdout_console().print(table)
+
+
+@app.command()
+def check(
+    name: str = typer.Argument(..., help="Zoo name of the architecture."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="State dict file or medkd model artifact."),
+    sha256: str = typer.Option(None, help="Expected SHA-256 of the file."),
+) -> None:
+    """Load a checkpoint into a zoo architecture and report whether it fits (exit 2 if not)."""
+    model = create_model(name, checkpoint=checkpoint, sha256=sha256)
+    typer.echo(f"{checkpoint} loads into {name}: {count_params(model) / 1e6:.2f}M parameters")

@@ -94,6 +94,19 @@ class DataManifest:
             if (split is None or row.split == split) and (wanted is None or row.dataset in wanted)
         ]
 
+    def counts(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Subjects, images (2D images or slices) and objects per dataset and split."""
+        table: dict[str, dict[str, dict[str, set]]] = {}
+        for row in self.rows:
+            cell = table.setdefault(row.dataset, {}).setdefault(row.split, {"subjects": set(), "images": set(), "objects": set()})
+            cell["subjects"].add(row.subject)
+            cell["images"].add(row.image_key)
+            cell["objects"].add(row.id)
+        return {
+            dataset: {split: {k: len(v) for k, v in cell.items()} for split, cell in sorted(splits.items(), key=lambda kv: SPLITS.index(kv[0]))}
+            for dataset, splits in sorted(table.items())
+        }
+
     def resolve(self, relative: str) -> Path:
         """Absolute path of a row's image or mask."""
         return self.root / relative

@@ -40,9 +40,12 @@ def read_state_dict(path: str | Path, sha256: str | None = None) -> dict[str, to
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found is None:
+            raise BadInput(f"{path.name} is not a readable PyTorch checkpoint") from exc
         raise BadInput(
-            f"{path.name} needs arbitrary unpickling and is refused (weights_only load): {reason}"
+            f"{path.name} needs arbitrary unpickling and is refused: it refers to {found.group(1)}, "
+            "and only plain state dicts load (weights_only)"
         ) from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
         raise BadInput(f"{path.name} is not a readable PyTorch checkpoint: {exc}") from exc
@@ -74,7 +77,7 @@ class StateDictReport:
         return not (self.missing or self.unexpected or self.misshaped)
 
     def summary(self, limit: int = 6) -> str:
-        """Keys grouped by pattern (block indices folded to ``*``), at most ``limit`` groups each."""
+        """Keys grouped by module (block indices folded to ``*``), at most ``limit`` groups each."""
         lines = []
         for title, keys in (("missing", self.missing), ("unexpected", self.unexpected)):
             if keys:
@@ -88,10 +91,19 @@ class StateDictReport:
         return "\n".join(lines)
 
 
+def _module_group(key: str) -> str:
+    """The module a key belongs to, cut at its first block index: ``encoder.blocks.*``."""
+    parts = key.split(".")
+    for position, part in enumerate(parts):
+        if part.isdigit():
+            return ".".join(parts[:position] + ["*"])
+    return ".".join(parts[:-1]) or key
+
+
 def _grouped(keys: list[str], limit: int) -> str:
-    patterns = Counter(re.sub(r"\.\d+\.", ".*.", key) for key in keys)
-    shown = [f"{pattern} (x{count})" if count > 1 else pattern for pattern, count in patterns.most_common(limit)]
-    more = f", and {len(patterns) - limit} more patterns" if len(patterns) > limit else ""
+    groups = Counter(_module_group(key) for key in keys)
+    shown = [f"{group} ({count})" for group, count in groups.most_common(limit)]
+    more = f", and {len(groups) - limit} more groups" if len(groups) > limit else ""
     return ", ".join(shown) + more
 
 

@@ -1,0 +1,30 @@
+# Set-up, tests and the main job. Everything runs inside the project's own virtual environment.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+MEDKD := $(VENV)/bin/medkd
+
+.PHONY: setup test test-fast run clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+## The whole test suite (the real data in ../shared/data is used when present).
+test: setup
+	$(PY) -m pytest -q
+
+## Tests without the slow marker.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+## The main job on its embedded default.
+run: setup
+	$(MEDKD) models
+
+clean:
+	rm -rf $(VENV) .pytest_cache

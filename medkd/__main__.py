@@ -1,0 +1,5 @@
+"""``python -m medkd`` runs the CLI."""
+
+from medkd.cli import main
+
+main()

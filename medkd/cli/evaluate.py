@@ -1,0 +1,82 @@
+"""``medkd eval``: a model's DSC / NSD / IoU / HD95 on a manifest split, and agreement with a teacher."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import typer
+
+from medkd.artifacts import sha256_file
+from medkd.cli.output import stdout_console
+from medkd.data import ArrayCache, RowLoader, default_cache_dir, load_manifest
+from medkd.data.datasets import PROMPTS
+from medkd.data.geometry import CROP_MODES
+from medkd.data.manifest import ManifestRow
+from medkd.errors import BadInput
+from medkd.evaluation import build_report, evaluate, load_segmenter, summary_table, write_report
+
+
+def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
+    if value not in choices:
+        raise BadInput(f"{option} must be one of {', '.join(choices)}, not '{value}'")
+    return value
+
+
+def _first_per_dataset(rows: list[ManifestRow], limit: int) -> list[ManifestRow]:
+    taken: Counter[str] = Counter()
+    kept = []
+    for row in rows:
+        if taken[row.dataset] < limit:
+            taken[row.dataset] += 1
+            kept.append(row)
+    return kept
+
+
+def eval_command(
+    model: str = typer.Option(..., "--model", "-m", help="Zoo name (e.g. medsam-vit-b) or a medkd model artifact directory."),
+    data: Path = typer.Option(..., "--data", "-d", help="Data manifest made by 'medkd data index'."),
+    split: str = typer.Option("test", help="train, val or test."),
+    prompt: str = typer.Option("box", help="box (ground-truth box) or point (object centre)."),
+    crop: str = typer.Option("none", help="none (whole image) or box (window of 2x the box, at least 64 px)."),
+    against: str = typer.Option(None, "--against", help="Teacher (zoo name or artifact) to measure mask agreement with."),
+    checkpoint: str = typer.Option(None, help="Weights for a zoo-name --model."),
+    teacher_checkpoint: str = typer.Option(None, help="Weights for a zoo-name --against."),
+    dataset: list[str] = typer.Option(None, "--dataset", help="Only these datasets (repeatable)."),
+    limit: int = typer.Option(None, min=1, help="At most this many objects per dataset (manifest order)."),
+    batch_size: int = typer.Option(4, min=1, help="Images (or crops) per encoder batch."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
+    data_root: Path = typer.Option(None, help="Where the data lives now, if it moved since indexing."),
+    out: Path = typer.Option(None, "--out", "-o", help="Metrics JSON (default: eval-<model>-<split>.json)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Decode images without the preprocessing cache."),
+) -> None:
+    """Evaluate a model on a manifest split: metrics JSON plus a table per dataset and modality."""
+    _choice(prompt, PROMPTS, "--prompt")
+    _choice(crop, CROP_MODES, "--crop")
+    manifest = load_manifest(data, data_root)
+    rows = manifest.select(split, dataset or None)
+    if limit is not None:
+        rows = _first_per_dataset(rows, limit)
+    if not rows:
+        raise BadInput(f"{data} has no objects in split '{split}'" + (f" of {', '.join(dataset)}" if dataset else ""))
+    segmenter = load_segmenter(model, checkpoint, device)
+    teacher = load_segmenter(against, teacher_checkpoint, device) if against else None
+    loader = RowLoader(manifest, ArrayCache(None if no_cache else default_cache_dir()))
+    result = evaluate(segmenter, rows, loader, prompt, crop, batch_size, teacher)  # type: ignore[arg-type]
+    config = {
+        "model": {"source": model, "name": segmenter.name, "input_size": segmenter.input_size, "checkpoint": checkpoint},
+        "against": None
+        if teacher is None
+        else {"source": against, "name": teacher.name, "input_size": teacher.input_size, "checkpoint": teacher_checkpoint},
+        "data": {"manifest": str(data), "sha256": sha256_file(data), "root": str(manifest.root)},
+        "split": split,
+        "datasets": sorted({r.dataset for r in rows}),
+        "limit": limit,
+        "prompt": prompt,
+        "crop": crop,
+        "device": str(segmenter.device),
+    }
+    target = out or Path(f"eval-{Path(model).name}-{split}.json")
+    write_report(target, build_report(result, config))
+    stdout_console().print(summary_table(result.summary, f"{segmenter.name} on {split} ({prompt} prompts, crop {crop})"))
+    typer.echo(f"wrote {target}")

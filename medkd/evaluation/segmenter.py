@@ -1,0 +1,98 @@
+"""Uniform prompted inference over the model families medkd evaluates.
+
+A :class:`Segmenter` takes a batch of model inputs (``(B, 3, S, S)``, from ``Geometry.image_to_model``)
+and, per image, box or point prompts in model pixels, and returns mask logits per prompt. SAM-family
+models run encoder, prompt encoder and decoder (single mask for boxes; for a single point the best of
+SAM's three masks by predicted IoU, as ``SamPredictor`` users do); U-Nets take the image plus a
+box channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from medkd.data.prompts import box_mask
+from medkd.errors import BadInput
+from medkd.zoo import create_model, get_spec, load_model
+from medkd.zoo.artifact import artifact_model_ref
+
+
+@dataclass
+class Prompts:
+    """Prompts for the objects of one image, in model pixels: boxes ``(N, 4)`` or points ``(N, P, 2)``."""
+
+    boxes: np.ndarray | None = None
+    point_coords: np.ndarray | None = None
+    point_labels: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.boxes) if self.boxes is not None else len(self.point_coords)
+
+
+@dataclass
+class Segmenter:
+    """A model with what evaluation needs to know about it."""
+
+    name: str
+    family: str
+    input_size: int
+    module: nn.Module
+    source: str
+    device: torch.device
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor, prompts: list[Prompts]) -> list[torch.Tensor]:
+        """Mask logits ``(N_i, M, M)`` for each image's prompts (``M`` is the model's output size)."""
+        images = images.to(self.device)
+        if self.family == "unet":
+            return [self._unet(image, p) for image, p in zip(images, prompts)]
+        embeddings = self.module.image_encoder(images)
+        return [self._sam(embedding[None], p) for embedding, p in zip(embeddings, prompts)]
+
+    def _tensor(self, array: np.ndarray | None, dtype: torch.dtype = torch.float32) -> torch.Tensor | None:
+        return None if array is None else torch.as_tensor(array, dtype=dtype, device=self.device)
+
+    def _sam(self, embedding: torch.Tensor, prompts: Prompts) -> torch.Tensor:
+        sam = self.module
+        points = None
+        if prompts.point_coords is not None:
+            points = (self._tensor(prompts.point_coords), self._tensor(prompts.point_labels, torch.int64))
+        sparse, dense = sam.prompt_encoder(points=points, boxes=self._tensor(prompts.boxes), masks=None)
+        single_point = prompts.boxes is None and prompts.point_coords.shape[1] == 1
+        masks, scores = sam.mask_decoder(
+            image_embeddings=embedding,
+            image_pe=sam.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=single_point,
+        )
+        best = scores.argmax(dim=1)
+        return masks[torch.arange(len(masks), device=masks.device), best]
+
+    def _unet(self, image: torch.Tensor, prompts: Prompts) -> torch.Tensor:
+        if prompts.boxes is None:
+            raise BadInput(f"{self.name} is a U-Net: it takes box prompts only")
+        channels = torch.stack([self._tensor(box_mask(b, self.input_size)) for b in prompts.boxes])[:, None]
+        inputs = torch.cat([image[None].expand(len(channels), -1, -1, -1), channels], dim=1)
+        return self.module(inputs)[:, 0]
+
+
+def load_segmenter(reference: str, checkpoint: str | None = None, device: str = "auto") -> Segmenter:
+    """A zoo model name (with an optional checkpoint) or a medkd model artifact directory."""
+    chosen = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
+    if Path(reference).is_dir():
+        if checkpoint is not None:
+            raise BadInput("--checkpoint applies to zoo names, not to model artifacts")
+        name = artifact_model_ref(reference)[0]
+        module = load_model(reference)
+    else:
+        name = reference
+        module = create_model(reference, checkpoint=checkpoint)
+    spec = get_spec(name)
+    size = module.image_encoder.img_size if spec.family == "sam" else spec.input_size
+    return Segmenter(name, spec.family, int(size), module.eval().to(chosen), reference, chosen)

@@ -17,11 +17,12 @@ import triton.language as tl
 _LOG2E = tl.constexpr(1.4426950408889634)
 # Small blocks in the interpreter keep NumPy work low and make odd sizes cross block edges.
 _INTERPRET_BLOCKS = {"BLOCK_M": 16, "BLOCK_N": 16}
+# Spill-free on sm_90 for head dims up to 128 (checked with ptxas); autotuned per shape on the GPU.
 _GPU_CONFIGS = [
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=4, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=2),
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=4, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 32}, num_warps=4, num_stages=2),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 128}, num_warps=8, num_stages=2),
 ]
 _TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}
 
@@ -36,55 +37,74 @@ def _attention_fwd(
     stride_rwb, stride_rwh, stride_rwn, stride_rwk,
     stride_bb, stride_bh, stride_bm, stride_bn,
     num_heads, n_q, n_k, key_w, qk_scale,
-    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_R: tl.constexpr,
     REL_POS: tl.constexpr, HAS_BIAS: tl.constexpr, DILATION: tl.constexpr,
     ROW_ALIGNED: tl.constexpr, DOT_DTYPE: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
+    # The head dim is split into a power-of-two part BLOCK_D and a tail BLOCK_T (0: none), masked
+    # where they overrun HEAD_DIM: 80 = 64 + 16 wastes nothing, where one 128 block would.
     # Only builtins and reductions over triton's own combine functions: those run in the
     # interpreter even when triton was imported (and its helpers decorated) before TRITON_INTERPRET=1.
     pid_bh = tl.program_id(1)
     b = pid_bh // num_heads
     h = pid_bh % num_heads
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
     mask_m = offs_m < n_q
-    mask_d = offs_d < HEAD_DIM  # head dims that are not powers of two are padded with zeros
-
-    q_ptrs = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd
-    q = tl.load(q_ptrs, mask=mask_m[:, None] & mask_d[None, :], other=0.0).to(DOT_DTYPE)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_d = offs_d < HEAD_DIM
+    q_rows = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qn
     k_base = K + b * stride_kb + h * stride_kh
     v_base = V + b * stride_vb + h * stride_vh
+    o_rows = O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_on
     rh_base = RH + b * stride_rhb + h * stride_rhh + offs_m * stride_rhn
     rw_base = RW + b * stride_rwb + h * stride_rwh + offs_m * stride_rwn
     bias_base = BIAS + b * stride_bb + h * stride_bh + offs_m * stride_bm
+
+    q = tl.load(q_rows + offs_d[None, :] * stride_qd, mask=mask_m[:, None] & mask_d[None, :], other=0.0)
+    q = q.to(DOT_DTYPE)
+    acc = tl.full([BLOCK_M, BLOCK_D], 0.0, tl.float32)
+    if BLOCK_T > 0:
+        offs_t = BLOCK_D + tl.arange(0, BLOCK_T)
+        mask_t = offs_t < HEAD_DIM
+        q_t = tl.load(q_rows + offs_t[None, :] * stride_qd, mask=mask_m[:, None] & mask_t[None, :], other=0.0)
+        q_t = q_t.to(DOT_DTYPE)
+        acc_t = tl.full([BLOCK_M, BLOCK_T], 0.0, tl.float32)
+    if REL_POS and not ROW_ALIGNED:  # rel[i, c]: rel_h[i, c] for c < key_h, then rel_w[i, c - key_h]
+        key_h = n_k // key_w
+        offs_r = tl.arange(0, BLOCK_R)
+        in_h = (offs_r < key_h)[None, :]
+        in_w = (offs_r >= key_h)[None, :] & (offs_r < key_h + key_w)[None, :]
+        rel_h = tl.load(rh_base[:, None] + offs_r[None, :] * stride_rhk, mask=mask_m[:, None] & in_h, other=0.0)
+        rel_w = tl.load(rw_base[:, None] + (offs_r - key_h)[None, :] * stride_rwk, mask=mask_m[:, None] & in_w, other=0.0)
+        rel = tl.where(in_h, rel_h, rel_w).to(DOT_DTYPE)
 
     first_key = h % DILATION
     n_keys = (n_k - first_key + DILATION - 1) // DILATION  # keys this head attends to
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.full([BLOCK_M], 0.0, tl.float32)
-    acc = tl.full([BLOCK_M, BLOCK_D], 0.0, tl.float32)
     for start in range(0, n_keys, BLOCK_N):
         offs_j = start + tl.arange(0, BLOCK_N)
         mask_n = offs_j < n_keys
         keys = first_key + offs_j * DILATION
         mask_mn = mask_m[:, None] & mask_n[None, :]
+        k_cols = k_base + keys[None, :] * stride_kn
+        v_rows = v_base + keys[:, None] * stride_vn
 
-        k = tl.load(
-            k_base + keys[None, :] * stride_kn + offs_d[:, None] * stride_kd,
-            mask=mask_n[None, :] & mask_d[:, None],
-            other=0.0,
-        ).to(DOT_DTYPE)
-        s = tl.dot(q, k, input_precision=DOT_PRECISION) * qk_scale
+        k = tl.load(k_cols + offs_d[:, None] * stride_kd, mask=mask_n[None, :] & mask_d[:, None], other=0.0)
+        s = tl.dot(q, k.to(DOT_DTYPE), input_precision=DOT_PRECISION)
+        if BLOCK_T > 0:
+            k_t = tl.load(k_cols + offs_t[:, None] * stride_kd, mask=mask_n[None, :] & mask_t[:, None], other=0.0)
+            s = tl.dot(q_t, k_t.to(DOT_DTYPE), s, input_precision=DOT_PRECISION)
+        s = s * qk_scale
         if REL_POS:
-            if ROW_ALIGNED:  # the whole key block lies in one key row: rel_h is one column
+            if ROW_ALIGNED:  # the key block lies in one key row: one rel_h column, a contiguous rel_w tile
                 rel_h = tl.load(rh_base + (start // key_w) * stride_rhk, mask=mask_m, other=0.0)
                 rel_w = tl.load(rw_base[:, None] + (keys % key_w)[None, :] * stride_rwk, mask=mask_mn, other=0.0)
                 s += (rel_h.to(tl.float32)[:, None] + rel_w.to(tl.float32)) * _LOG2E
-            else:
-                rel_h = tl.load(rh_base[:, None] + (keys // key_w)[None, :] * stride_rhk, mask=mask_mn, other=0.0)
-                rel_w = tl.load(rw_base[:, None] + (keys % key_w)[None, :] * stride_rwk, mask=mask_mn, other=0.0)
-                s += (rel_h.to(tl.float32) + rel_w.to(tl.float32)) * _LOG2E
+            else:  # gather on the tensor cores: [rel_h | rel_w] times each key's one-hot (row, key_h + col)
+                one_hot = (offs_r[:, None] == (keys // key_w)[None, :]) | (offs_r[:, None] == (key_h + keys % key_w)[None, :])
+                s += tl.dot(rel, one_hot.to(DOT_DTYPE), input_precision=DOT_PRECISION) * _LOG2E
         if HAS_BIAS:
             bias = tl.load(bias_base[:, None] + keys[None, :] * stride_bn, mask=mask_mn, other=0.0)
             s += bias.to(tl.float32) * _LOG2E
@@ -94,18 +114,19 @@ def _attention_fwd(
         alpha = tl.exp2(m_i - m_new)
         p = tl.exp2(s - m_new[:, None])
         l_i = l_i * alpha + tl.reduce(p, 1, tl.standard._sum_combine)
-        v = tl.load(
-            v_base + keys[:, None] * stride_vn + offs_d[None, :] * stride_vd,
-            mask=mask_n[:, None] & mask_d[None, :],
-            other=0.0,
-        )
         p = p.to(V.dtype.element_ty).to(DOT_DTYPE)  # rounded as the inputs are
+        v = tl.load(v_rows + offs_d[None, :] * stride_vd, mask=mask_n[:, None] & mask_d[None, :], other=0.0)
         acc = tl.dot(p, v.to(DOT_DTYPE), acc * alpha[:, None], input_precision=DOT_PRECISION)
+        if BLOCK_T > 0:
+            v_t = tl.load(v_rows + offs_t[None, :] * stride_vd, mask=mask_n[:, None] & mask_t[None, :], other=0.0)
+            acc_t = tl.dot(p, v_t.to(DOT_DTYPE), acc_t * alpha[:, None], input_precision=DOT_PRECISION)
         m_i = m_new
 
-    acc = acc / l_i[:, None]
-    o_ptrs = O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od
-    tl.store(o_ptrs, acc.to(O.dtype.element_ty), mask=mask_m[:, None] & mask_d[None, :])
+    out = (acc / l_i[:, None]).to(O.dtype.element_ty)
+    tl.store(o_rows + offs_d[None, :] * stride_od, out, mask=mask_m[:, None] & mask_d[None, :])
+    if BLOCK_T > 0:
+        out_t = (acc_t / l_i[:, None]).to(O.dtype.element_ty)
+        tl.store(o_rows + offs_t[None, :] * stride_od, out_t, mask=mask_m[:, None] & mask_t[None, :])
 
 
 @functools.cache
@@ -165,6 +186,7 @@ def flash_attention(
     else:
         rel_h = rel_w = q.new_zeros(1, 1, 1, 1)  # never read
     bias_view = bias.expand(batch, heads, n_q, n_k) if bias is not None else rel_h
+    block_d = max(16, 1 << (head_dim.bit_length() - 1))  # largest power of two <= head_dim, >= 16
     interpret = interpreting()
     # The interpreter multiplies bf16 operands as raw bits: give its dots fp32 copies instead.
     dot_dtype = torch.float32 if interpret and q.dtype == torch.bfloat16 else q.dtype
@@ -175,7 +197,9 @@ def flash_attention(
         *rel_h.stride(), *rel_w.stride(), *bias_view.stride(),
         heads, n_q, n_k, rel_w.shape[-1], scale * _LOG2E.value,
         HEAD_DIM=head_dim,
-        BLOCK_D=max(16, triton.next_power_of_2(head_dim)),
+        BLOCK_D=block_d,
+        BLOCK_T=max(16, triton.next_power_of_2(head_dim - block_d)) if head_dim > block_d else 0,
+        BLOCK_R=max(16, triton.next_power_of_2(rel_h.shape[-1] + rel_w.shape[-1])),
         REL_POS=rel_pos is not None,
         HAS_BIAS=bias is not None,
         DILATION=dilation,

@@ -24,7 +24,8 @@ def _inputs(grid: tuple[int, int], head_dim: int, dtype: torch.dtype, batch: int
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     ("grid", "head_dim"),
-    [((5, 7), 8), ((5, 7), 80), ((3, 16), 16)],  # odd sizes; head dim 80 padded; rows a block wide
+    # odd sizes; head dims split 64 + 16 (80) and 32 + 16 masked (40); key rows a block wide (3, 16)
+    [((5, 7), 8), ((5, 7), 80), ((7, 3), 40), ((3, 16), 16)],
 )
 def test_decomposed_rel_pos(grid: tuple[int, int], head_dim: int, dtype: torch.dtype) -> None:
     q, k, v, rel_h, rel_w = _inputs(grid, head_dim, dtype)

@@ -11,7 +11,8 @@ from torch import nn
 
 from medkd.artifacts import ArtifactInput, Manifest, atomic_path, hash_files, read_manifest, write_manifest
 from medkd.errors import BadInput
-from medkd.zoo.checkpoints import load_checkpoint
+from medkd.zoo.adapters import ADAPTERS_FILE, adapter_state, base_state, load_adapters
+from medkd.zoo.checkpoints import load_checkpoint, read_state_dict
 from medkd.zoo.registry import get_spec
 
 WEIGHTS_FILE = "model.pt"
@@ -28,16 +29,25 @@ def save_model_artifact(
     inputs: list[ArtifactInput] | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> Manifest:
-    """Write ``model``'s state dict and a manifest (last, atomically) into ``out_dir``."""
+    """Write ``model``'s state dict and a manifest (last, atomically) into ``out_dir``.
+
+    A model with adapters is written as its base state dict plus ``adapters.pt`` (see
+    ``medkd.zoo.adapters``).
+    """
     out = Path(out_dir)
     get_spec(name)
-    with atomic_path(out / WEIGHTS_FILE) as tmp:
-        torch.save(model.state_dict(), tmp)
+    weights = {WEIGHTS_FILE: base_state(model)}
+    encoder = getattr(model, "image_encoder", None)
+    if encoder is not None and any(".attn.adapter." in key for key in model.state_dict()):
+        weights[ADAPTERS_FILE] = adapter_state(encoder)
+    for filename, state in weights.items():
+        with atomic_path(out / filename) as tmp:
+            torch.save(state, tmp)
     manifest = Manifest(
         kind=kind,
         config={"model": {"name": name, "kwargs": model_kwargs or {}}, **(config or {})},
         inputs=inputs or [],
-        files=hash_files(out, [WEIGHTS_FILE]),
+        files=hash_files(out, list(weights)),
         metrics=metrics or {},
     )
     return write_manifest(out, manifest)
@@ -73,7 +83,11 @@ def create_model(name: str, checkpoint: str | Path | None = None, sha256: str | 
 
 def load_model(source: str | Path, **kwargs: Any) -> nn.Module:
     """A model from a zoo name (random init) or a medkd model artifact directory."""
-    if Path(source).is_dir():
-        name, saved_kwargs, weights, digest = artifact_model_ref(source)
-        return create_model(name, weights, digest, **{**saved_kwargs, **kwargs})
-    return create_model(str(source), **kwargs)
+    if not Path(source).is_dir():
+        return create_model(str(source), **kwargs)
+    name, saved_kwargs, weights, digest = artifact_model_ref(source)
+    model = create_model(name, weights, digest, **{**saved_kwargs, **kwargs})
+    files = read_manifest(source).files
+    if ADAPTERS_FILE in files:
+        load_adapters(model.image_encoder, read_state_dict(Path(source) / ADAPTERS_FILE, files[ADAPTERS_FILE]))
+    return model.eval()

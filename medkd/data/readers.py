@@ -83,7 +83,7 @@ def read_nifti(path: str | os.PathLike, axis: int = DEFAULT_AXIS) -> Decoded:
     try:
         image = nib.load(str(path))
         array = np.asanyarray(image.dataobj)
-        zooms = tuple(float(z) for z in image.header.get_zooms())
+        zooms = tuple(float(str(np.float32(z))) for z in image.header.get_zooms())  # shortest float32 decimal
     except Exception as exc:  # nibabel raises many types for broken headers and truncated data
         raise ReadError(f"cannot read NIfTI: {exc}") from exc
     while array.ndim > 3 and array.shape[-1] == 1:

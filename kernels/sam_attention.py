@@ -10,6 +10,18 @@ from .dispatch import attention
 from .wrapper import FusedAttention
 
 
+def decomposed_rel_pos(
+    q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor, grid: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's bias rows from unscaled queries (B, heads, H * W, D): ``rel_h`` (B, heads, N, H) and
+    ``rel_w`` (B, heads, N, W), whose sum over each key's (row, column) is SAM's full bias."""
+    height, width = grid
+    grid_q = q.unflatten(2, grid)
+    rel_h = torch.einsum("bnyxc,ykc->bnyxk", grid_q, get_rel_pos(height, height, rel_pos_h))
+    rel_w = torch.einsum("bnyxc,xkc->bnyxk", grid_q, get_rel_pos(width, width, rel_pos_w))
+    return rel_h.flatten(2, 3), rel_w.flatten(2, 3)
+
+
 class FusedSamAttention(FusedAttention):
     """SAM's attention with the decomposed relative-position bias added inside the kernel.
 
@@ -32,11 +44,6 @@ class FusedSamAttention(FusedAttention):
         batch, height, width, _ = x.shape
         qkv = self.qkv(x).reshape(batch, height * width, 3, self.num_heads, -1)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # three (B, heads, N, D) views, no copies
-        rel_pos = None
-        if self.use_rel_pos:
-            grid_q = q.unflatten(2, (height, width))
-            rel_h = torch.einsum("bnyxc,ykc->bnyxk", grid_q, get_rel_pos(height, height, self.rel_pos_h))
-            rel_w = torch.einsum("bnyxc,xkc->bnyxk", grid_q, get_rel_pos(width, width, self.rel_pos_w))
-            rel_pos = (rel_h.flatten(2, 3), rel_w.flatten(2, 3))
+        rel_pos = decomposed_rel_pos(q, self.rel_pos_h, self.rel_pos_w, (height, width)) if self.use_rel_pos else None
         out = attention(q, k, v, scale=self.scale, rel_pos=rel_pos, dilation=self.dilation)
         return self.proj(out.transpose(1, 2).reshape(batch, height, width, -1))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .flash_attention import flash_attention, supports
+from .flash_kernel import flash_attention, supports
 
 
 def select_path(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:

@@ -129,14 +129,18 @@ def _attention_fwd(
         tl.store(o_rows + offs_t[None, :] * stride_od, out_t, mask=mask_m[:, None] & mask_t[None, :])
 
 
+def row_aligned(args: dict) -> bool:
+    """Whether every key block lies within one row of the key grid (no dilation, rows a whole
+    number of blocks wide), so the kernel reads SAM's bias directly instead of gathering it."""
+    return args["DILATION"] == 1 and args["key_w"] % args["BLOCK_N"] == 0
+
+
 @functools.cache
 def _kernel(interpret: bool) -> triton.KernelInterface:
     """The kernel, decorated when first launched in a mode: Triton picks interpreter or compiler at
     decoration time, so decorating at import would freeze whatever TRITON_INTERPRET was then (and
     many packages import triton early)."""
-    kernel = triton.heuristics(
-        {"ROW_ALIGNED": lambda a: a["DILATION"] == 1 and a["key_w"] % a["BLOCK_N"] == 0}
-    )(triton.jit(_attention_fwd))
+    kernel = triton.heuristics({"ROW_ALIGNED": row_aligned})(triton.jit(_attention_fwd))
     if interpret:
         return kernel
     return triton.autotune(_GPU_CONFIGS, key=["n_q", "n_k", "HEAD_DIM", "REL_POS", "HAS_BIAS", "DILATION"])(
@@ -150,10 +154,14 @@ def interpreting() -> bool:
 
 
 def supports(q: torch.Tensor, v: torch.Tensor) -> bool:
-    """Whether the kernel can run these inputs: fp16 / bf16 / fp32, equal q and v head dims, on a
-    CUDA device, or on the CPU under the interpreter."""
-    device_ok = q.is_cuda or (q.device.type == "cpu" and interpreting())
-    return device_ok and q.dtype in _TL_DTYPES and q.shape[-1] == v.shape[-1]
+    """Whether the kernel serves these inputs: equal q and v head dims, and fp16 / bf16 on a CUDA
+    device, or fp16 / bf16 / fp32 on the CPU under the interpreter. (fp32 on a GPU would run on
+    no tensor cores and spill registers: SDPA does it better.)"""
+    if q.shape[-1] != v.shape[-1]:
+        return False
+    if q.is_cuda:
+        return q.dtype in (torch.float16, torch.bfloat16)
+    return q.device.type == "cpu" and interpreting() and q.dtype in _TL_DTYPES
 
 
 def flash_attention(
@@ -174,6 +182,28 @@ def flash_attention(
     bias broadcastable to (B, heads, Nq, Nk). Softmax and accumulation run in fp32. Returns
     (B, heads, Nq, D) as a view of a contiguous (B, Nq, heads, D) tensor, ready for the projection.
     """
+    interpret = interpreting()
+    out, args, constexprs = kernel_arguments(
+        q, k, v, scale=scale, rel_pos=rel_pos, bias=bias, dilation=dilation, interpret=interpret
+    )
+    batch, heads, n_q, _ = out.shape
+    _kernel(interpret)[lambda meta: (triton.cdiv(n_q, meta["BLOCK_M"]), batch * heads)](*args, **constexprs)
+    return out
+
+
+def kernel_arguments(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    scale: float,
+    rel_pos: tuple[torch.Tensor, torch.Tensor] | None,
+    bias: torch.Tensor | None,
+    dilation: int,
+    interpret: bool,
+) -> tuple[torch.Tensor, tuple, dict]:
+    """The (empty) output, and the kernel's positional and constexpr arguments but its block sizes
+    on a GPU (autotuned), for :func:`flash_attention`'s inputs."""
     batch, heads, n_q, head_dim = q.shape
     n_k = k.shape[2]
     if not 1 <= dilation <= n_k:
@@ -187,15 +217,15 @@ def flash_attention(
         rel_h = rel_w = q.new_zeros(1, 1, 1, 1)  # never read
     bias_view = bias.expand(batch, heads, n_q, n_k) if bias is not None else rel_h
     block_d = max(16, 1 << (head_dim.bit_length() - 1))  # largest power of two <= head_dim, >= 16
-    interpret = interpreting()
     # The interpreter multiplies bf16 operands as raw bits: give its dots fp32 copies instead.
     dot_dtype = torch.float32 if interpret and q.dtype == torch.bfloat16 else q.dtype
-    grid = lambda meta: (triton.cdiv(n_q, meta["BLOCK_M"]), batch * heads)  # noqa: E731
-    _kernel(interpret)[grid](
+    args = (
         q, k, v, out, rel_h, rel_w, bias_view,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(),
         *rel_h.stride(), *rel_w.stride(), *bias_view.stride(),
         heads, n_q, n_k, rel_w.shape[-1], scale * _LOG2E.value,
+    )  # fmt: skip
+    constexprs = dict(
         HEAD_DIM=head_dim,
         BLOCK_D=block_d,
         BLOCK_T=max(16, triton.next_power_of_2(head_dim - block_d)) if head_dim > block_d else 0,
@@ -206,5 +236,5 @@ def flash_attention(
         DOT_DTYPE=_TL_DTYPES[dot_dtype],
         DOT_PRECISION="ieee" if dot_dtype == torch.float32 else "tf32",
         **(_INTERPRET_BLOCKS if interpret else {}),
-    )  # fmt: skip
-    return out
+    )
+    return out, args, constexprs

@@ -72,18 +72,17 @@ METHODS = {
     "fused_dilationD": "the same with keys strided by D per head group: an approximation",
     "unpatched / patched[_dilationD]": "the whole image encoder (batch 1) as built, or after medkd.kernels.patch",
 }
-FULL_ATTENTION = [
-    AttentionShape("vit_h_global", 1, 16, (64, 64), 80, dilations=(2, 4)),
-    AttentionShape("vit_h_window", 25, 16, (14, 14), 80),
-    AttentionShape("vit_b_global", 1, 12, (64, 64), 64),
-    AttentionShape("vit_b_window", 25, 12, (14, 14), 64),
-]
-QUICK_ATTENTION = [
+VIT_H_GLOBAL = AttentionShape("vit_h_global", 1, 16, (64, 64), 80, dilations=(2, 4))
+VIT_H_WINDOW = AttentionShape("vit_h_window", 25, 16, (14, 14), 80)
+VIT_B_GLOBAL = AttentionShape("vit_b_global", 1, 12, (64, 64), 64)
+VIT_B_WINDOW = AttentionShape("vit_b_window", 25, 12, (14, 14), 64)
+# In order of importance, should the time budget run out: (attention shape | (encoder, dilations)).
+FULL_PLAN = [VIT_H_GLOBAL, VIT_H_WINDOW, ("vit_h", (2, 4)), VIT_B_GLOBAL, VIT_B_WINDOW, ("vit_b", ())]
+QUICK_PLAN = [
     AttentionShape("tiny_global", 1, 2, (5, 7), 80, dilations=(2,)),
     AttentionShape("tiny_window", 4, 2, (3, 3), 16),
+    ("tiny", (2,)),
 ]
-FULL_ENCODERS = [("vit_h", (2, 4)), ("vit_b", ())]  # (model, dilations)
-QUICK_ENCODERS = [("tiny", (2,))]
 
 
 class Run:
@@ -366,9 +365,11 @@ def main(argv: list[str] | None = None) -> int:
         print("no GPU: set TRITON_INTERPRET=1 to run the Triton kernels on the CPU", file=sys.stderr)
     print(f"device {_device_info(run.device)['name']}, inputs {run.dtype}, writing {run.out}\n\n{TABLE_HEADER}", flush=True)
     torch.manual_seed(0)
-    benches = [("attention", shape.name, lambda s=shape: bench_attention(run, s)) for shape in (QUICK_ATTENTION if run.quick else FULL_ATTENTION)]
-    benches += [("encoder", f"encoder_{name}", lambda n=name, d=dilations: bench_encoder(run, n, d)) for name, dilations in (QUICK_ENCODERS if run.quick else FULL_ENCODERS)]
-    for kind, case, bench in benches:
+    for item in QUICK_PLAN if run.quick else FULL_PLAN:
+        if isinstance(item, AttentionShape):
+            kind, case, bench = "attention", item.name, lambda item=item: bench_attention(run, item)
+        else:
+            kind, case, bench = "encoder", f"encoder_{item[0]}", lambda item=item: bench_encoder(run, *item)
         try:
             bench()
         except Exception as exc:  # inputs, model or reference failed: record it, go on

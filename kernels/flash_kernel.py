@@ -9,6 +9,7 @@ so each group of heads sees one strided subset of keys and the groups together c
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 import triton
@@ -149,8 +150,8 @@ def _kernel(interpret: bool) -> triton.KernelInterface:
 
 
 def interpreting() -> bool:
-    """Whether Triton kernels run in the CPU interpreter (``TRITON_INTERPRET=1``)."""
-    return bool(triton.knobs.runtime.interpret)
+    """Whether Triton kernels run in the CPU interpreter (``TRITON_INTERPRET=1``), read when asked."""
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
 
 
 def supports(q: torch.Tensor, v: torch.Tensor) -> bool:

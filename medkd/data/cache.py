@@ -3,19 +3,21 @@
 A key is a JSON value naming the source file (resolved path, mtime in ns and size), what was
 computed from it and with which parameters; its SHA-256 names a ``.npy`` file under the cache
 directory, written atomically. The directory is ``$MEDKD_CACHE_DIR``, else
-``$XDG_CACHE_HOME/medkd``, else ``~/.cache/medkd`` (with a ``preprocess`` subfolder).
+``$XDG_CACHE_HOME/medkd``, else ``~/.cache/medkd`` (with a ``preprocess`` subfolder). Entries are
+renamed into place but not fsync'ed: an entry torn by a crash fails to load and is recomputed.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medkd.artifacts import atomic_path, sha256_json
+from medkd.artifacts import sha256_json
 
 CACHE_FORMAT = 1
 
@@ -57,10 +59,21 @@ class ArrayCache:
         if path is not None and path.is_file():
             try:
                 return np.load(path, allow_pickle=False)
-            except (OSError, ValueError):
+            except (OSError, ValueError, EOFError):
                 path.unlink(missing_ok=True)
         array = compute()
         if path is not None:
-            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-                np.save(handle, array, allow_pickle=False)
+            _store(path, array)
         return array
+
+
+def _store(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` beside ``path`` and rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

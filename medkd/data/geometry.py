@@ -32,6 +32,15 @@ DEFAULT_CONTEXT = 2.0
 DEFAULT_MIN_SIDE = 64
 
 
+# (value - mean) / std in float32 for every uint8 value of each channel, as Sam.preprocess computes it.
+_NORMALISED = (np.arange(256, dtype=np.float32)[None, :] - np.float32(PIXEL_MEAN)[:, None]) / np.float32(PIXEL_STD)[:, None]
+
+
+def _centre_indices(source: int, target: int) -> np.ndarray:
+    """Source index sampled by each of ``target`` pixels: the one under its centre (torch's nearest-exact)."""
+    return np.minimum(((np.arange(target) + 0.5) * (source / target)).astype(np.int64), source - 1)
+
+
 @dataclass(frozen=True)
 class Geometry:
     """How one image (or crop of it) maps into a square model input of ``input_size`` pixels."""
@@ -54,23 +63,23 @@ class Geometry:
         y0, x0, y1, x1 = self.region
         return np.ascontiguousarray(array[y0:y1, x0:x1])
 
-    def _pad(self, tensor: torch.Tensor) -> torch.Tensor:
-        h, w = tensor.shape[-2:]
-        return F.pad(tensor, (0, self.input_size - w, 0, self.input_size - h))
-
     def image_to_model(self, rgb: np.ndarray) -> torch.Tensor:
         """``(H, W, 3)`` uint8 to the normalised, padded ``(3, S, S)`` float32 model input."""
         resized = ResizeLongestSide(self.input_size).apply_image(self._crop(rgb))
-        tensor = torch.from_numpy(resized).permute(2, 0, 1).float()
-        mean = torch.tensor(PIXEL_MEAN).view(3, 1, 1)
-        std = torch.tensor(PIXEL_STD).view(3, 1, 1)
-        return self._pad((tensor - mean) / std)
+        h, w = resized.shape[:2]
+        padded = np.zeros((3, self.input_size, self.input_size), np.float32)
+        for channel in range(3):
+            padded[channel, :h, :w] = _NORMALISED[channel][resized[:, :, channel]]
+        return torch.from_numpy(padded)
 
     def mask_to_model(self, mask: np.ndarray) -> np.ndarray:
         """``(H, W)`` mask or label map to ``(S, S)`` by nearest-neighbour (pixel-centre) resizing."""
-        region = torch.from_numpy(self._crop(mask).astype(np.float32))[None, None]
-        resized = F.interpolate(region, self.resized_size, mode="nearest-exact")
-        return self._pad(resized)[0, 0].numpy().astype(mask.dtype)
+        (rh, rw), (h, w) = self.region_size, self.resized_size
+        rows = _centre_indices(rh, h) + self.region[0]
+        cols = _centre_indices(rw, w) + self.region[1]
+        padded = np.zeros((self.input_size, self.input_size), mask.dtype)
+        padded[:h, :w] = mask[np.ix_(rows, cols)]
+        return padded
 
     def boxes_to_model(self, boxes: np.ndarray) -> np.ndarray:
         """``(N, 4)`` x0, y0, x1, y1 boxes in original pixels to model pixels."""

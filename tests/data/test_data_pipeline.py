@@ -165,3 +165,11 @@ def test_evaluation_items_are_unaugmented_and_batch(synth):
 
     expected = plan_geometry((rows[0].height, rows[0].width), 64).boxes_to_model(box[None])[0]
     assert np.allclose(item["box"].numpy(), expected, atol=1e-5)
+
+
+def test_a_torn_cache_entry_is_recomputed(tmp_path):
+    cache = ArrayCache(tmp_path)
+    assert cache.get("key", lambda: np.arange(5)).tolist() == [0, 1, 2, 3, 4]
+    cache.path_for("key").write_bytes(b"")
+    assert cache.get("key", lambda: np.arange(3)).tolist() == [0, 1, 2]
+    assert np.load(cache.path_for("key")).tolist() == [0, 1, 2]

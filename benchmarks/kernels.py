@@ -33,7 +33,6 @@ import triton
 import triton.testing
 from segment_anything import sam_model_registry
 from segment_anything.modeling.image_encoder import ImageEncoderViT, add_decomposed_rel_pos
-from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 try:
@@ -225,7 +224,9 @@ def attention_methods(
 
     def sdpa_bias() -> torch.Tensor:
         rel_pos = decomposed_rel_pos(q, rel_pos_h, rel_pos_w, shape.grid)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=dense_bias(q, k.shape[2], rel_pos, None, 1), scale=scale)
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=dense_bias(q, k.shape[2], rel_pos, None, 1), scale=scale
+        )
 
     def fused(dilation: int = 1) -> Callable[[], torch.Tensor]:
         return lambda: flash_attention(
@@ -245,11 +246,20 @@ def attention_methods(
 def bench_attention(run: Run, shape: AttentionShape) -> None:
     height, width = shape.grid
     tokens = height * width
-    q, k, v = (torch.randn(shape.batch, shape.heads, tokens, shape.head_dim, device=run.device, dtype=run.dtype) for _ in range(3))
+    q, k, v = (
+        torch.randn(shape.batch, shape.heads, tokens, shape.head_dim, device=run.device, dtype=run.dtype)
+        for _ in range(3)
+    )
     rel_pos_h = 0.1 * torch.randn(2 * height - 1, shape.head_dim, device=run.device, dtype=run.dtype)
     rel_pos_w = 0.1 * torch.randn(2 * width - 1, shape.head_dim, device=run.device, dtype=run.dtype)
     reference = sam_attention(*(t.double() for t in (q, k, v, rel_pos_h, rel_pos_w)), shape.grid, shape.head_dim**-0.5)
-    info = {"batch": shape.batch, "heads": shape.heads, "tokens": tokens, "grid": list(shape.grid), "head_dim": shape.head_dim}
+    info = {
+        "batch": shape.batch,
+        "heads": shape.heads,
+        "tokens": tokens,
+        "grid": list(shape.grid),
+        "head_dim": shape.head_dim,
+    }
     for method, fn in attention_methods(q, k, v, rel_pos_h, rel_pos_w, shape).items():
         run_case(run, "attention", shape.name, method, info, lambda fn=fn: measure(run, fn, reference, "attention"))
 
@@ -294,7 +304,14 @@ def bench_encoder(run: Run, name: str, dilations: tuple[int, ...]) -> None:
         unpatch(encoder)
         if dilation is not None:
             patch(encoder, dilation=dilation)
-        run_case(run, "encoder", f"encoder_{name}", method, info, lambda: measure(run, lambda: encoder(image), reference, "encoder"))
+        run_case(
+            run,
+            "encoder",
+            f"encoder_{name}",
+            method,
+            info,
+            lambda: measure(run, lambda: encoder(image), reference, "encoder"),
+        )
     unpatch(encoder)
 
 
@@ -309,7 +326,9 @@ class _exact_fp32:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.saved
 
 
-def run_case(run: Run, kind: str, case: str, method: str, info: dict[str, Any], measure: Callable[[], dict[str, Any]]) -> None:
+def run_case(
+    run: Run, kind: str, case: str, method: str, info: dict[str, Any], measure: Callable[[], dict[str, Any]]
+) -> None:
     """Measure one (case, method), add speed-ups over the case's baselines, record it; on failure
     record the error instead and go on."""
     row: dict[str, Any] = {"kind": kind, "case": case, "method": method, "shape": info}
@@ -349,7 +368,8 @@ def _table_row(row: dict[str, Any]) -> str:
     error = row.get("rel_error_vs_fp64", row.get("rel_error_vs_fp32"))
     return (
         f"| {row['case']} | {row['method']} | {fmt('p50_ms', '.3f')} | {fmt('p90_ms', '.3f')} | "
-        f"{fmt('speedup_vs_sam', '.2f')} | {fmt('speedup_vs_sdpa_bias', '.2f')} | {fmt('speedup_vs_unpatched', '.2f')} | "
+        f"{fmt('speedup_vs_sam', '.2f')} | {fmt('speedup_vs_sdpa_bias', '.2f')} | "
+        f"{fmt('speedup_vs_unpatched', '.2f')} | "
         f"{'' if error is None else format(error, '.1e')} | {fmt('peak_extra_mib', '.0f')} |"
     )
 
@@ -357,13 +377,20 @@ def _table_row(row: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes (for the CPU under TRITON_INTERPRET=1)")
-    parser.add_argument("--out", help="JSON file, or folder for kernels-<date>-<device>.json (default benchmarks/results)")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), help="input precision (default fp16 on a GPU, fp32 on the CPU)")
+    parser.add_argument(
+        "--out", help="JSON file, or folder for kernels-<date>-<device>.json (default benchmarks/results)"
+    )
+    parser.add_argument(
+        "--dtype", choices=sorted(DTYPES), help="input precision (default fp16 on a GPU, fp32 on the CPU)"
+    )
     parser.add_argument("--budget-s", type=float, default=240.0, help="skip the cases left after this many seconds")
     run = Run(parser.parse_args(argv))
     if run.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
         print("no GPU: set TRITON_INTERPRET=1 to run the Triton kernels on the CPU", file=sys.stderr)
-    print(f"device {_device_info(run.device)['name']}, inputs {run.dtype}, writing {run.out}\n\n{TABLE_HEADER}", flush=True)
+    print(
+        f"device {_device_info(run.device)['name']}, inputs {run.dtype}, writing {run.out}\n\n{TABLE_HEADER}",
+        flush=True,
+    )
     torch.manual_seed(0)
     for item in QUICK_PLAN if run.quick else FULL_PLAN:
         if isinstance(item, AttentionShape):

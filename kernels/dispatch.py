@@ -21,7 +21,10 @@ def select_path(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
 
 def dilation_mask(heads: int, n_k: int, dilation: int, like: torch.Tensor) -> torch.Tensor:
     """Additive (heads, 1, n_k) mask keeping key ``j`` for head ``h`` iff ``j % dilation == h % dilation``."""
-    keep = torch.arange(n_k, device=like.device) % dilation == (torch.arange(heads, device=like.device) % dilation)[:, None]
+    keep = (
+        torch.arange(n_k, device=like.device) % dilation
+        == (torch.arange(heads, device=like.device) % dilation)[:, None]
+    )
     zero = torch.zeros((), dtype=like.dtype, device=like.device)
     return torch.where(keep, zero, float("-inf"))[:, None, :]
 

@@ -29,7 +29,7 @@ _TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.floa
 
 
 def _attention_fwd(
-    Q, K, V, O, RH, RW, BIAS,
+    Q, K, V, OUT, RH, RW, BIAS,
     stride_qb, stride_qh, stride_qn, stride_qd,
     stride_kb, stride_kh, stride_kn, stride_kd,
     stride_vb, stride_vh, stride_vn, stride_vd,
@@ -57,7 +57,7 @@ def _attention_fwd(
     q_rows = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qn
     k_base = K + b * stride_kb + h * stride_kh
     v_base = V + b * stride_vb + h * stride_vh
-    o_rows = O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_on
+    o_rows = OUT + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_on
     rh_base = RH + b * stride_rhb + h * stride_rhh + offs_m * stride_rhn
     rw_base = RW + b * stride_rwb + h * stride_rwh + offs_m * stride_rwn
     bias_base = BIAS + b * stride_bb + h * stride_bh + offs_m * stride_bm
@@ -77,7 +77,9 @@ def _attention_fwd(
         in_h = (offs_r < key_h)[None, :]
         in_w = (offs_r >= key_h)[None, :] & (offs_r < key_h + key_w)[None, :]
         rel_h = tl.load(rh_base[:, None] + offs_r[None, :] * stride_rhk, mask=mask_m[:, None] & in_h, other=0.0)
-        rel_w = tl.load(rw_base[:, None] + (offs_r - key_h)[None, :] * stride_rwk, mask=mask_m[:, None] & in_w, other=0.0)
+        rel_w = tl.load(
+            rw_base[:, None] + (offs_r - key_h)[None, :] * stride_rwk, mask=mask_m[:, None] & in_w, other=0.0
+        )
         rel = tl.where(in_h, rel_h, rel_w).to(DOT_DTYPE)
 
     first_key = h % DILATION
@@ -104,7 +106,8 @@ def _attention_fwd(
                 rel_w = tl.load(rw_base[:, None] + (keys % key_w)[None, :] * stride_rwk, mask=mask_mn, other=0.0)
                 s += (rel_h.to(tl.float32)[:, None] + rel_w.to(tl.float32)) * _LOG2E
             else:  # gather on the tensor cores: [rel_h | rel_w] times each key's one-hot (row, key_h + col)
-                one_hot = (offs_r[:, None] == (keys // key_w)[None, :]) | (offs_r[:, None] == (key_h + keys % key_w)[None, :])
+                key_row, key_col = (keys // key_w)[None, :], (key_h + keys % key_w)[None, :]
+                one_hot = (offs_r[:, None] == key_row) | (offs_r[:, None] == key_col)
                 s += tl.dot(rel, one_hot.to(DOT_DTYPE), input_precision=DOT_PRECISION) * _LOG2E
         if HAS_BIAS:
             bias = tl.load(bias_base[:, None] + keys[None, :] * stride_bn, mask=mask_mn, other=0.0)
@@ -123,10 +126,10 @@ def _attention_fwd(
             acc_t = tl.dot(p, v_t.to(DOT_DTYPE), acc_t * alpha[:, None], input_precision=DOT_PRECISION)
         m_i = m_new
 
-    out = (acc / l_i[:, None]).to(O.dtype.element_ty)
+    out = (acc / l_i[:, None]).to(OUT.dtype.element_ty)
     tl.store(o_rows + offs_d[None, :] * stride_od, out, mask=mask_m[:, None] & mask_d[None, :])
     if BLOCK_T > 0:
-        out_t = (acc_t / l_i[:, None]).to(O.dtype.element_ty)
+        out_t = (acc_t / l_i[:, None]).to(OUT.dtype.element_ty)
         tl.store(o_rows + offs_t[None, :] * stride_od, out_t, mask=mask_m[:, None] & mask_t[None, :])
 
 
@@ -144,9 +147,7 @@ def _kernel(interpret: bool) -> triton.KernelInterface:
     kernel = triton.heuristics({"ROW_ALIGNED": row_aligned})(triton.jit(_attention_fwd))
     if interpret:
         return kernel
-    return triton.autotune(_GPU_CONFIGS, key=["n_q", "n_k", "HEAD_DIM", "REL_POS", "HAS_BIAS", "DILATION"])(
-        kernel
-    )
+    return triton.autotune(_GPU_CONFIGS, key=["n_q", "n_k", "HEAD_DIM", "REL_POS", "HAS_BIAS", "DILATION"])(kernel)
 
 
 def interpreting() -> bool:

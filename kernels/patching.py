@@ -8,8 +8,11 @@ from .sam_attention import FusedSamAttention
 from .tinyvit_attention import FusedTinyViTAttention
 from .wrapper import FusedAttention
 
-# Matched by defining module and class name, so neither package is imported just to patch.
-_SAM_ATTENTION = {("segment_anything.modeling.image_encoder", "Attention"), ("mobile_sam.modeling.image_encoder", "Attention")}
+# Matched by defining module and class name: segment_anything's encoder, mobile_sam's copy of it, TinyViT.
+_SAM_ATTENTION = {
+    ("segment_anything.modeling.image_encoder", "Attention"),
+    ("mobile_sam.modeling.image_encoder", "Attention"),
+}
 _TINYVIT_ATTENTION = {("mobile_sam.modeling.tiny_vit_sam", "Attention")}
 
 

@@ -15,7 +15,8 @@ class FusedTinyViTAttention(FusedAttention):
     The kernel gets the gathered (heads, N, N) bias ``attention_biases[:, attention_bias_idxs]``,
     shared by every window and image of the batch (N is a window: 49 or 196 tokens). It is gathered
     from the parameter on every call, in the queries' dtype, never from the ``ab`` cache that eval
-    mode leaves behind (a later ``.half()`` would leave that one FP32).
+    mode fills: that one goes stale when the biases change after ``.eval()``, and some TinyViT
+    versions leave it FP32 after a later ``.half()``.
     """
 
     def __init__(self, original: nn.Module) -> None:

@@ -9,4 +9,3 @@ import pytest
 def triton_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
     """``TRITON_INTERPRET=1`` for every test here; the kernel reads it when launched, not imported."""
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-

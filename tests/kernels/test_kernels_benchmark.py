@@ -23,9 +23,15 @@ def test_quick_benchmark_writes_report(tmp_path: Path, monkeypatch: pytest.Monke
     report = json.loads(path.read_text())
     rows = {(row["case"], row["method"]): row for row in report["results"]}
     assert not [row for row in rows.values() if "error" in row]
-    assert {"sam", "sdpa_bias", "sdpa_prebuilt_bias", "fused", "fused_dilation2"} <= {m for c, m in rows if c == "tiny_global"}
+    assert {"sam", "sdpa_bias", "sdpa_prebuilt_bias", "fused", "fused_dilation2"} <= {
+        m for c, m in rows if c == "tiny_global"
+    }
     assert rows["tiny_global", "fused"]["rel_error_vs_fp64"] <= 1e-3
     assert rows["encoder_tiny", "patched"]["rel_error_vs_fp32"] <= 1e-3
     assert rows["encoder_tiny", "patched_dilation2"]["rel_error_vs_fp32"] > 1e-3  # dilation's cost, measured
-    assert all(row["p50_ms"] > 0 and "speedup_vs_sam" in row for (c, m), row in rows.items() if c == "tiny_global" and m != "sam")
+    assert all(
+        row["p50_ms"] > 0 and "speedup_vs_sam" in row
+        for (c, m), row in rows.items()
+        if c == "tiny_global" and m != "sam"
+    )
     assert len(report["targets"]) == 3 and report["precision"]["inputs"] == "float32"

@@ -7,12 +7,11 @@ import pytest
 import torch
 import triton
 import triton.language as tl
+from medkd.kernels.flash_kernel import _GPU_CONFIGS, _attention_fwd, kernel_arguments, row_aligned
+from medkd.kernels.sam_attention import decomposed_rel_pos
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.runtime.jit import JITFunction
-
-from medkd.kernels.flash_kernel import _GPU_CONFIGS, _attention_fwd, kernel_arguments, row_aligned
-from medkd.kernels.sam_attention import decomposed_rel_pos
 
 H100 = GPUTarget("cuda", 90, 32)
 H100_SHARED_MEMORY = 232448
@@ -23,7 +22,7 @@ def _specialise(args: tuple, constexprs: dict) -> ASTSource:
     """The source Triton's launcher would compile: integers equal to 1 become constants, and
     pointers and integers divisible by 16 are marked so (as the launcher specialises them)."""
     names = _attention_fwd.__code__.co_varnames[: _attention_fwd.__code__.co_argcount]
-    values = dict(zip(names, args))
+    values = dict(zip(names, args, strict=False))  # the constexprs come as keywords
     constexprs = {**constexprs, "ROW_ALIGNED": row_aligned({**values, **constexprs})}
     signature, attrs = {}, {}
     for index, name in enumerate(names):
@@ -44,10 +43,13 @@ def _specialise(args: tuple, constexprs: dict) -> ASTSource:
 
 
 CONFIGS = [
-    pytest.param(config, id=f"{config.kwargs['BLOCK_M']}x{config.kwargs['BLOCK_N']}-w{config.num_warps}-s{config.num_stages}",
-                 marks=() if index == 0 else pytest.mark.slow)
+    pytest.param(
+        config,
+        id="{BLOCK_M}x{BLOCK_N}".format(**config.kwargs) + f"-w{config.num_warps}-s{config.num_stages}",
+        marks=() if index == 0 else pytest.mark.slow,
+    )
     for index, config in enumerate(_GPU_CONFIGS)
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("config", CONFIGS)

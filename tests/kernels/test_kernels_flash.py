@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from attention_reference import reference_attention, rel_error
-
 from medkd.kernels import attention, flash_attention
 from medkd.kernels.dispatch import select_path
 

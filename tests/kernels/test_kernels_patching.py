@@ -7,15 +7,13 @@ import copy
 import pytest
 import torch
 from attention_reference import rel_error
-from mobile_sam.modeling.tiny_vit_sam import TinyViT
-from segment_anything.modeling.image_encoder import Attention, ImageEncoderViT
-from torch import nn
-
-from medkd.kernels import dispatch
-from medkd.kernels import patch, unpatch
+from medkd.kernels import dispatch, patch, unpatch
 from medkd.kernels.dispatch import select_path
 from medkd.kernels.sam_attention import FusedSamAttention
 from medkd.kernels.tinyvit_attention import FusedTinyViTAttention
+from mobile_sam.modeling.tiny_vit_sam import TinyViT
+from segment_anything.modeling.image_encoder import Attention, ImageEncoderViT
+from torch import nn
 
 
 def _sam_encoder() -> ImageEncoderViT:
@@ -67,7 +65,7 @@ def test_sam_encoder_patched_matches_unpatched() -> None:
     assert patch(encoder) == 0  # already patched
 
     assert unpatch(encoder) == 2
-    assert all(block.attn is original for block, original in zip(encoder.blocks, originals))
+    assert all(block.attn is original for block, original in zip(encoder.blocks, originals, strict=True))
     assert encoder(x).equal(expected)
 
 

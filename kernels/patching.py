@@ -32,6 +32,8 @@ def patch(model: nn.Module, dilation: int = 1) -> int:
 
     ``dilation > 1`` opts SAM's global-attention blocks into dilated attention (each head group
     attends to every ``dilation``-th key): faster, but an approximation; windowed blocks stay exact.
+    The kernel is forward-only: where autograd records a graph, the stand-ins compute the same with
+    SDPA, so run inference under ``torch.no_grad()`` / ``torch.inference_mode()`` for the speed-up.
     """
     if dilation < 1:
         raise ValueError(f"dilation must be at least 1, got {dilation}")

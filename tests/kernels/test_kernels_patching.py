@@ -11,14 +11,15 @@ from medkd.kernels import dispatch, patch, unpatch
 from medkd.kernels.dispatch import select_path
 from medkd.kernels.sam_attention import FusedSamAttention
 from medkd.kernels.tinyvit_attention import FusedTinyViTAttention
+from mobile_sam.modeling.image_encoder import ImageEncoderViT as MobileSamImageEncoderViT
 from mobile_sam.modeling.tiny_vit_sam import TinyViT
 from segment_anything.modeling.image_encoder import Attention, ImageEncoderViT
 from torch import nn
 
 
-def _sam_encoder() -> ImageEncoderViT:
+def _sam_encoder(encoder_class: type[nn.Module] = ImageEncoderViT) -> nn.Module:
     """5x5 tokens: a windowed block (3x3 windows, padded) and a global block, random rel-pos."""
-    encoder = ImageEncoderViT(
+    encoder = encoder_class(
         img_size=80, patch_size=16, embed_dim=32, depth=2, num_heads=2, out_chans=16,
         use_rel_pos=True, window_size=3, global_attn_indexes=(1,),
     )  # fmt: skip
@@ -49,9 +50,10 @@ def _tinyvit_features(model: TinyViT, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+@pytest.mark.parametrize("encoder_class", [ImageEncoderViT, MobileSamImageEncoderViT], ids=["sam", "mobile_sam"])
 @torch.no_grad()
-def test_sam_encoder_patched_matches_unpatched() -> None:
-    encoder = _sam_encoder()
+def test_sam_encoder_patched_matches_unpatched(encoder_class: type[nn.Module]) -> None:
+    encoder = _sam_encoder(encoder_class)
     x = torch.randn(2, 3, 80, 80)
     expected = encoder(x)
     originals = [block.attn for block in encoder.blocks]

@@ -6,18 +6,38 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "kernels.py"
 
 
-def test_quick_benchmark_writes_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def benchmark(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     spec = importlib.util.spec_from_file_location("kernels_benchmark", BENCHMARK)
-    benchmark = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, benchmark)
-    spec.loader.exec_module(benchmark)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    return module
 
+
+def test_failing_case_is_recorded_and_the_run_goes_on(benchmark: ModuleType, tmp_path: Path) -> None:
+    run = benchmark.Run(benchmark.argparse.Namespace(dtype=None, quick=True, budget_s=60.0, out=str(tmp_path)))
+
+    def broken() -> dict:
+        raise RuntimeError("out of resources")
+
+    benchmark.run_case(run, "attention", "tiny", "fused", {}, broken)
+    benchmark.run_case(run, "attention", "tiny", "sam", {}, lambda: {"p50_ms": 1.0})
+    report = json.loads(run.out.read_text())
+    assert [row.get("error") for row in report["results"]] == ["RuntimeError: out of resources", None]
+    run.budget_s = -1.0
+    benchmark.run_case(run, "attention", "tiny", "sdpa_bias", {}, lambda: {"p50_ms": 1.0})
+    assert run.results[-1]["error"].startswith("skipped: time budget")
+
+
+def test_quick_benchmark_writes_report(benchmark: ModuleType, tmp_path: Path) -> None:
     assert benchmark.main(["--quick", "--out", str(tmp_path)]) == 0
     (path,) = tmp_path.glob("kernels-*-cpu.json")
     report = json.loads(path.read_text())

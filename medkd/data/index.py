@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
 
 from medkd.data.layouts import DatasetSource, Pair, discover
 from medkd.data.manifest import DataManifest, ManifestRow
@@ -25,21 +23,6 @@ from medkd.data.splits import DEFAULT_FRACTIONS, DEFAULT_SEED, assign_splits, ch
 from medkd.errors import BadInput
 
 
-@dataclass(frozen=True)
-class _Object:
-    """An object found while indexing, before its split is known."""
-
-    mask: Path
-    slice: int | None
-    label: int
-    label_name: str | None
-    box: tuple[int, int, int, int]
-    area: int
-    height: int
-    width: int
-    spacing: tuple[float, float] | None
-
-
 def _spatial_shape(decoded: Decoded) -> tuple[int, ...]:
     array = decoded.array
     if decoded.volume:
@@ -49,17 +32,22 @@ def _spatial_shape(decoded: Decoded) -> tuple[int, ...]:
     raise ReadError(f"image of shape {array.shape} is neither gray, RGB nor a volume")
 
 
-def _pair_objects(
-    pair: Pair, source: DatasetSource, axis: int, skipped: list[tuple[Path, str]]
-) -> list[_Object]:
-    """Objects of one pair; problems with the image or a mask go to ``skipped``."""
+def _relative(path: Path, root: Path) -> str:
+    return Path(os.path.relpath(path, root)).as_posix()
+
+
+def _pair_rows(
+    pair: Pair, source: DatasetSource, modality: str, root: Path, axis: int, skipped: list[tuple[Path, str]]
+) -> list[ManifestRow]:
+    """Rows (split not yet assigned) of one pair; problems with the image or a mask go to ``skipped``."""
     try:
         image = read_image(pair.image, axis)
         shape = _spatial_shape(image)
     except ReadError as exc:
         skipped.append((pair.image, str(exc)))
         return []
-    found: list[_Object] = []
+    slice_axis = axis if suffix_of(pair.image) in NIFTI_SUFFIXES else 0
+    rows: list[ManifestRow] = []
     for index, mask_path in enumerate(pair.masks):
         try:
             mask = read_mask(mask_path, axis)
@@ -72,31 +60,34 @@ def _pair_objects(
         spacing = pair.spacing or (image.spacing or mask.spacing or (None, None))[-2:]
         spacing = None if spacing[0] is None else tuple(float(s) for s in spacing)
         mask_name = pair.mask_names[index] if pair.mask_names else None
-        slices = enumerate(mask.array) if mask.volume else [(None, mask.array)]
-        objects = [
-            _Object(
-                mask_path,
-                slice_index,
-                obj.label,
-                mask_name or source.label_names.get(obj.label),
-                obj.box,
-                obj.area,
-                plane.shape[0],
-                plane.shape[1],
-                spacing,
+        planes = enumerate(mask.array) if mask.volume else [(None, mask.array)]
+        found = [
+            ManifestRow(
+                id=f"{source.name}/{stem_of(mask_path)}{'' if slice_index is None else f'@{slice_index}'}#{obj.label}",
+                dataset=source.name,
+                subject=pair.subject,
+                split="",
+                modality=modality,
+                image=_relative(pair.image, root),
+                mask=_relative(mask_path, root),
+                slice=slice_index,
+                axis=None if slice_index is None else slice_axis,
+                label=obj.label,
+                label_name=mask_name or source.label_names.get(obj.label),
+                box=obj.box,
+                area=obj.area,
+                height=plane.shape[0],
+                width=plane.shape[1],
+                spacing=spacing,
             )
-            for slice_index, plane in slices
+            for slice_index, plane in planes
             if plane.any()
             for obj in objects_2d(plane)
         ]
-        if not objects:
+        if not found:
             skipped.append((mask_path, "mask has no foreground"))
-        found += objects
-    return found
-
-
-def _relative(path: Path, root: Path) -> str:
-    return Path(os.path.relpath(path, root)).as_posix()
+        rows += found
+    return rows
 
 
 def build_manifest(
@@ -123,44 +114,21 @@ def build_manifest(
     unknown = set(overrides) - {s.name for s in sources}
     if unknown:
         raise BadInput(f"no dataset named {', '.join(sorted(unknown))} in {root}")
-    rows: list[ManifestRow] = []
+    modality_of = {s.name: overrides.get(s.name, s.modality) for s in sources}
+    found: dict[str, list[ManifestRow]] = {s.name: [] for s in sources}
     skipped: list[tuple[Path, str]] = []
-    datasets: dict[str, dict] = {}
-    total = sum(len(s.pairs) for s in sources)
     work = ((s, p) for s in sources for p in s.pairs)
-    per_source: dict[str, list[tuple[Pair, _Object]]] = {s.name: [] for s in sources}
-    for source, pair in track(work, total, f"indexing {root.name}", enabled=progress):
-        per_source[source.name] += [(pair, obj) for obj in _pair_objects(pair, source, axis, skipped)]
+    for source, pair in track(work, sum(len(s.pairs) for s in sources), f"indexing {root.name}", enabled=progress):
+        found[source.name] += _pair_rows(pair, source, modality_of[source.name], root, axis, skipped)
+    rows: list[ManifestRow] = []
+    datasets: dict[str, dict] = {}
     for source in sources:
         skipped += source.problems
-        modality = overrides.get(source.name, source.modality)
-        found = per_source[source.name]
-        splits = assign_splits(source.name, (pair.subject for pair, _ in found), seed, fractions)
-        for pair, obj in found:
-            where = "" if obj.slice is None else f"@{obj.slice}"
-            rows.append(
-                ManifestRow(
-                    id=f"{source.name}/{stem_of(obj.mask)}{where}#{obj.label}",
-                    dataset=source.name,
-                    subject=pair.subject,
-                    split=splits[pair.subject],
-                    modality=modality,
-                    image=_relative(pair.image, root),
-                    mask=_relative(obj.mask, root),
-                    slice=obj.slice,
-                    axis=None if obj.slice is None else axis if suffix_of(pair.image) in NIFTI_SUFFIXES else 0,
-                    label=obj.label,
-                    label_name=obj.label_name,
-                    box=obj.box,
-                    area=obj.area,
-                    height=obj.height,
-                    width=obj.width,
-                    spacing=obj.spacing,
-                )
-            )
+        splits = assign_splits(source.name, (row.subject for row in found[source.name]), seed, fractions)
+        rows += [replace(row, split=splits[row.subject]) for row in found[source.name]]
         datasets[source.name] = {
             "layout": source.layout,
-            "modality": modality,
+            "modality": modality_of[source.name],
             "path": _relative(source.directory, root),
             "label_names": {str(k): v for k, v in source.label_names.items()},
         }

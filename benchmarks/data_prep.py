@@ -49,6 +49,12 @@ def _images(manifest: DataManifest, quick: bool) -> list[ManifestRow]:
     return rows
 
 
+def _shapes(rows: list[ManifestRow]) -> dict[str, Any]:
+    """How many distinct (H, W) a dataset has, and its smallest and largest by area."""
+    shapes = sorted({(r.height, r.width) for r in rows}, key=lambda hw: (hw[0] * hw[1], hw))
+    return {"distinct": len(shapes), "smallest": "x".join(map(str, shapes[0])), "largest": "x".join(map(str, shapes[-1]))}
+
+
 def _preprocess(manifest: DataManifest, rows: list[ManifestRow], size: int, cache_dir: Path) -> dict[str, Any]:
     loader = RowLoader(manifest, ArrayCache(cache_dir))
     latencies = []
@@ -80,7 +86,7 @@ def run(data: Path, sizes: list[int], quick: bool) -> dict[str, Any]:
             "datasets": sorted(manifest.datasets),
             "objects": len(manifest.rows),
             "images_or_slices": len(rows),
-            "image_shapes": sorted({f"{r.height}x{r.width}" for r in rows}, key=lambda s: tuple(map(int, s.split("x")))),
+            "image_shapes": {dataset: _shapes([r for r in rows if r.dataset == dataset]) for dataset in manifest.datasets},
         },
         "index_seconds": index_seconds,
         "sizes": {},

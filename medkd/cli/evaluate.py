@@ -61,6 +61,9 @@ def eval_command(
         raise BadInput(f"{data} has no objects in split '{split}'" + (f" of {', '.join(dataset)}" if dataset else ""))
     segmenter = load_segmenter(model, checkpoint, device)
     teacher = load_segmenter(against, teacher_checkpoint, device) if against else None
+    for source, weights in ((model, checkpoint), (against, teacher_checkpoint)):
+        if source is not None and weights is None and not Path(source).is_dir():
+            typer.echo(f"note: {source} has random weights (no checkpoint given)", err=True)
     loader = RowLoader(manifest, ArrayCache(None if no_cache else default_cache_dir()))
     result = evaluate(segmenter, rows, loader, prompt, crop, batch_size, teacher)  # type: ignore[arg-type]
     config = {

@@ -1,5 +1,17 @@
 """Medical data: readers, dataset indexing into manifests, MedSAM preprocessing, prompts, datasets.
 
+Conventions every stage relies on:
+
+- A manifest row is one object: ``mask == label`` on a 2D image or on slice ``slice`` of a volume.
+  NIfTI volumes are sliced along array axis 2 unless ``axis`` says otherwise (DICOM series and NPZ
+  volumes along their stacking axis 0). Boxes are x0, y0, x1, y1 in original pixels, ends inclusive.
+- Splits are by subject, fixed by a seed (:mod:`medkd.data.splits`).
+- Images are normalised as MedSAM does (:mod:`medkd.data.intensity`), then mapped into the model
+  input exactly as ``SamPredictor`` does (:mod:`medkd.data.geometry`), so a model trained on these
+  inputs runs in ``SamPredictor`` unchanged when given the uint8 image of ``RowLoader.image``.
+- ``crop="box"`` (a window of twice the box's longer side, at least 64 px) keeps small structures
+  visible at 256 px; its inverse pastes the prediction back into the original frame.
+
 Typical use::
 
     manifest = load_manifest("data.jsonl")

@@ -69,8 +69,8 @@ def _predict(
     logits = segmenter(torch.stack(inputs), prompts)
     masks: dict[str, np.ndarray] = {}
     for unit, geometry, unit_logits in zip(batch, geometries, logits):
-        original = geometry.mask_to_original(unit_logits.float().cpu()) > 0
-        masks.update({row.id: original[i].numpy() for i, row in enumerate(unit)})
+        for row, row_logits in zip(unit, unit_logits.float().cpu()):
+            masks[row.id] = (geometry.mask_to_original(row_logits) > 0).numpy()
     return masks
 
 

@@ -114,6 +114,7 @@ def run_adapt(config: AdaptConfig, data: Path, out: Path, world: World, resume: 
     val_rows = manifest.select("val", config.datasets)
     if not train_rows:
         raise BadInput(f"{data} has no training objects{' in ' + ', '.join(config.datasets) if config.datasets else ''}")
+    torch.manual_seed(config.train.seed)  # initialisation of new weights (scratch, LoRA, adapters)
     sam = prepare_teacher(config)
     trainable, total = trainable_fraction(sam)
     size = int(sam.image_encoder.img_size)

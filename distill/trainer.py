@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from medkd.distill.distributed import EpochOrder, World, barrier, mean_across_ranks
-from medkd.artifacts import atomic_path
+from medkd.artifacts import atomic_path, remove_stale_temporaries
 from medkd.errors import BadInput
 
 STATE_FILE = "train_state.pt"
@@ -166,6 +166,8 @@ class Trainer:
 
     def run(self, resume: bool = False, description: str = "training") -> nn.Module:
         """Train to ``config.steps``; returns the trained module (unwrapped from DDP)."""
+        if self.world.is_main:
+            remove_stale_temporaries(self.run_dir)
         if self.state_path.exists():
             if not resume:
                 raise BadInput(f"{self.run_dir} holds an unfinished run: pass --resume to continue it")

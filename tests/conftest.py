@@ -25,3 +25,49 @@ def shared_data() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+# A much smaller, faster configuration of recipes/teacher-stand-in.yaml for tests that need a teacher.
+TINY_STAND_IN = {"embed_dim": 32, "depth": 2, "num_heads": 2, "global_attn_indexes": [1], "img_size": 64, "window_size": 2}
+TINY_TRAIN = ["--steps", "4", "--batch-size", "2", "--checkpoint-every", "2"]
+
+
+def tiny_adapt_args(data: Path, out: Path, *extra: str) -> list[str]:
+    """``medkd adapt`` arguments for the tiny stand-in teacher on ``data``."""
+    import json
+
+    return [
+        "adapt",
+        "--recipe",
+        str(REPO_ROOT / "recipes" / "teacher-stand-in.yaml"),
+        "--model-kwargs",
+        json.dumps(TINY_STAND_IN),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        *TINY_TRAIN,
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="session")
+def synth_manifest_train(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Synthetic 2D and 3D phantoms indexed with train / val / test splits."""
+    from medkd.data import build_manifest, make_synthetic, save_manifest
+
+    root = tmp_path_factory.mktemp("synth-train") / "data"
+    make_synthetic(root, images_2d=8, volumes_3d=3)
+    path = root.parent / "synth.jsonl"
+    save_manifest(build_manifest(root, progress=False), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(synth_manifest_train: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stand-in teacher recipe, tiny and short, trained once per test session."""
+    from medkd.cli import run
+
+    out = tmp_path_factory.mktemp("tiny-teacher") / "teacher"
+    assert run(tiny_adapt_args(synth_manifest_train, out)) == 0
+    return out

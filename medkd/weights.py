@@ -15,18 +15,10 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from medkd.artifacts import sha256_file
 from medkd.errors import BadInput, MedkdError
+from medkd.paths import cache_dir
 
-CACHE_ENV = "MEDKD_CACHE_DIR"
 _CHUNK = 1 << 16
 _TIMEOUT_S = 30
-
-
-def cache_dir() -> Path:
-    """``$MEDKD_CACHE_DIR``, else ``$XDG_CACHE_HOME/medkd``, else ``~/.cache/medkd``."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(xdg) / "medkd"
 
 
 def weights_dir() -> Path:

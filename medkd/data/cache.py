@@ -18,17 +18,14 @@ from typing import Any
 import numpy as np
 
 from medkd.artifacts import sha256_json
+from medkd.paths import cache_dir
 
 CACHE_FORMAT = 1
 
 
 def default_cache_dir() -> Path:
     """Where the preprocessing cache lives unless told otherwise."""
-    if os.environ.get("MEDKD_CACHE_DIR"):
-        base = Path(os.environ["MEDKD_CACHE_DIR"])
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "medkd"
-    return base / "preprocess"
+    return cache_dir() / "preprocess"
 
 
 def file_identity(path: str | os.PathLike) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,10 @@ def test_incomplete_or_wrong_artifacts_are_bad_input(tmp_path: Path) -> None:
     atomic_write_json(tmp_path / "manifest.json", {"kind": "export", "id": "x", "schema": 1})
     with pytest.raises(BadInput, match="holds a 'export' artifact, expected 'teacher'"):
         read_manifest(tmp_path, kind="teacher")
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    atomic_write_json(tmp_path / "manifest.json", {"kind": "x"})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "manifest.json").stat().st_mode & 0o777 == 0o666 & ~mask

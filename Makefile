@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 MEDKD := $(VENV)/bin/medkd
 
-.PHONY: setup test test-fast run clean
+.PHONY: setup test test-fast run teacher clean
 
 setup: $(VENV)/.installed
 
@@ -28,3 +28,9 @@ run: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+## The stand-in medical teacher, trained from scratch on ../shared/data (about 45 minutes on 2 cores).
+DATA ?= ../shared/data
+RUNS ?= runs
+teacher: setup
+	$(MEDKD) adapt --recipe recipes/teacher-stand-in.yaml --data $(DATA) --out $(RUNS)/stand-in/teacher --resume

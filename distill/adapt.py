@@ -1,8 +1,9 @@
 """Teacher domain adaptation (``medkd adapt``): the MedSAM recipe on a SAM-family teacher.
 
 Box prompts with MedSAM's jitter, Dice + BCE (plus the decoder's IoU head regressed on the real
-IoU, as LiteMedSAM does, so every decoder parameter trains), AdamW, prompt encoder frozen. Methods:
-``full`` (image encoder and mask decoder), ``decoder`` (mask decoder only), ``lora`` (low-rank
+IoU, as LiteMedSAM does, so every decoder parameter trains), AdamW, prompt encoder frozen; datasets
+are drawn in equal shares (``balance_datasets``) so a few CT slices count as much as 5000 nuclei.
+Methods: ``full`` (image encoder and mask decoder), ``decoder`` (mask decoder only), ``lora`` (low-rank
 updates of the encoder's attention projections through ``peft``, merged into the weights when
 saved; nothing else trains), ``adapter`` (Med-SA bottleneck adapters in the encoder blocks, trained
 with the mask decoder; carried beside the base weights, see ``medkd.zoo.adapters``).
@@ -11,6 +12,7 @@ with the mask decoder; carried beside the base weights, see ``medkd.zoo.adapters
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +25,7 @@ from medkd.distill.distributed import World
 from medkd.distill.losses import dice_bce, iou_regression
 from medkd.distill.sam_forward import BoxPromptedSam
 from medkd.distill.trainer import TrainConfig, Trainer
-from medkd.artifacts import ArtifactInput, sha256_file
+from medkd.artifacts import MANIFEST_NAME, ArtifactInput, read_manifest, sha256_file
 from medkd.data import ObjectDataset, RowLoader, load_manifest
 from medkd.data.cache import ArrayCache, default_cache_dir
 from medkd.errors import BadInput
@@ -45,6 +47,7 @@ class AdaptConfig:
     model_kwargs: dict = field(default_factory=dict)
     crop: Literal["none", "box"] = "box"
     datasets: list[str] | None = None
+    balance_datasets: bool = True
     lora_rank: int = 4
     lora_alpha: float = 8.0
     adapter_hidden: int = 64
@@ -106,8 +109,19 @@ def sam_segmenter(sam: nn.Module, name: str, device: torch.device) -> Segmenter:
     return Segmenter(name, "sam", int(sam.image_encoder.img_size), sam.eval().to(device), name, device)
 
 
+def dataset_balancing_weights(datasets: list[str]) -> torch.Tensor:
+    """Per-item weights that give every dataset the same share of draws, whatever its size."""
+    counts = Counter(datasets)
+    return torch.tensor([1.0 / counts[name] for name in datasets], dtype=torch.float64)
+
+
 def run_adapt(config: AdaptConfig, data: Path, out: Path, world: World, resume: bool = False) -> dict[str, Any]:
     """Train, validate and write the teacher artifact into ``out``; returns its metrics."""
+    if (out / MANIFEST_NAME).exists():
+        done = read_manifest(out, kind="teacher")
+        if done.config.get("adapt") != asdict(config):
+            raise BadInput(f"{out} holds a teacher made with another configuration; choose another --out")
+        return {**done.metrics, "skipped": True}
     manifest = load_manifest(data)
     loader = RowLoader(manifest, ArrayCache(default_cache_dir()))
     train_rows = manifest.select("train", config.datasets)
@@ -120,7 +134,8 @@ def run_adapt(config: AdaptConfig, data: Path, out: Path, world: World, resume: 
     size = int(sam.image_encoder.img_size)
     dataset = ObjectDataset(train_rows, loader, size, train=True, crop=config.crop, seed=config.train.seed)
     out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(AdaptTask(sam), dataset, config.train, out, world)
+    weights = dataset_balancing_weights([row.dataset for row in train_rows]) if config.balance_datasets else None
+    trainer = Trainer(AdaptTask(sam), dataset, config.train, out, world, sample_weights=weights)
     started = time.monotonic()
     trainer.run(resume=resume, description=f"adapt {config.teacher} ({config.method})")
     train_seconds = time.monotonic() - started

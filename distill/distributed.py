@@ -71,15 +71,27 @@ class EpochOrder(Sampler[int]):
     Rank ``r`` takes every ``size``-th index starting at ``r``, so with per-rank batch ``b`` the
     ranks' ``k``-th batches together hold exactly the single-process ``k``-th batch of size
     ``b * size``. The order is cut to whole global batches; ``skip`` drops batches already trained.
+    With ``weights``, the epoch draws ``length`` indices with replacement in proportion to them
+    (e.g. to balance datasets of very different sizes) instead of a permutation.
     """
 
-    def __init__(self, length: int, batch_size: int, world: World, seed: int, epoch: int, skip: int = 0) -> None:
+    def __init__(
+        self,
+        length: int,
+        batch_size: int,
+        world: World,
+        seed: int,
+        epoch: int,
+        skip: int = 0,
+        weights: torch.Tensor | None = None,
+    ) -> None:
         self.length = length
         self.batch_size = batch_size
         self.world = world
         self.seed = seed
         self.epoch = epoch
         self.skip = skip
+        self.weights = weights
 
     @staticmethod
     def batches_per_epoch(length: int, batch_size: int, world_size: int) -> int:
@@ -87,7 +99,10 @@ class EpochOrder(Sampler[int]):
 
     def _indices(self) -> list[int]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.length, generator=generator).tolist()
+        if self.weights is None:
+            order = torch.randperm(self.length, generator=generator).tolist()
+        else:
+            order = torch.multinomial(self.weights, self.length, replacement=True, generator=generator).tolist()
         batches = self.batches_per_epoch(self.length, self.batch_size, self.world.size)
         order = order[: batches * self.batch_size * self.world.size]
         return order[self.world.rank :: self.world.size][self.skip * self.batch_size :]

@@ -88,11 +88,23 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 class Trainer:
-    """Runs ``config.steps`` optimisation steps of ``task`` over ``dataset`` into ``run_dir``."""
+    """Runs ``config.steps`` optimisation steps of ``task`` over ``dataset`` into ``run_dir``.
 
-    def __init__(self, task: TrainTask, dataset: Dataset, config: TrainConfig, run_dir: Path, world: World) -> None:
+    ``sample_weights`` (one per item) make each epoch a weighted draw instead of a permutation.
+    """
+
+    def __init__(
+        self,
+        task: TrainTask,
+        dataset: Dataset,
+        config: TrainConfig,
+        run_dir: Path,
+        world: World,
+        sample_weights: torch.Tensor | None = None,
+    ) -> None:
         self.task = task
         self.dataset = dataset
+        self.sample_weights = sample_weights
         self.config = config
         self.run_dir = Path(run_dir)
         self.world = world
@@ -146,7 +158,9 @@ class Trainer:
             epoch, skip = divmod(self.step, self.batches_per_epoch)
             if hasattr(self.dataset, "set_epoch"):
                 self.dataset.set_epoch(epoch)
-            order = EpochOrder(len(self.dataset), self.config.batch_size, self.world, self.config.seed, epoch, skip)
+            order = EpochOrder(
+                len(self.dataset), self.config.batch_size, self.world, self.config.seed, epoch, skip, self.sample_weights
+            )
             loader = DataLoader(
                 self.dataset, batch_size=self.config.batch_size, sampler=order, num_workers=self.config.num_workers
             )

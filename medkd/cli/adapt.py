@@ -57,6 +57,9 @@ def adapt_command(
     finally:
         close_world(world)
     if world.is_main:
+        if metrics.get("skipped"):
+            typer.echo(f"{out} already holds this teacher: nothing to do")
+            return
         overall = metrics.get("val", {}).get("overall", {})
         dsc = overall.get("dsc", {}).get("mean")
         typer.echo(f"teacher written to {out}" + (f" (validation DSC {dsc:.3f})" if dsc is not None else ""))

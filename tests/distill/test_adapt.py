@@ -131,3 +131,16 @@ def test_torchrun_two_ranks_match_one_process_of_the_same_global_batch(synth_man
     two = [r["loss"] for r in read_log(double)]
     assert len(one) == len(two) == 3
     np.testing.assert_allclose(two, one, rtol=1e-4)
+
+
+def test_rerun_of_a_finished_teacher_does_nothing_and_another_config_is_refused(
+    tiny_teacher: Path, synth_manifest_train: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from medkd.cli import run
+
+    before = (tiny_teacher / WEIGHTS_FILE).stat().st_mtime_ns
+    assert run(tiny_adapt_args(synth_manifest_train, tiny_teacher)) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert (tiny_teacher / WEIGHTS_FILE).stat().st_mtime_ns == before
+    assert run(tiny_adapt_args(synth_manifest_train, tiny_teacher, "--lr", "0.5")) == 2
+    assert "another configuration" in capsys.readouterr().err

@@ -16,6 +16,8 @@ from rich.console import Console
 from medkd import __version__
 from medkd.cli import models, weights
 from medkd.cli.adapt import adapt_command
+from medkd.cli import cache as cache_cli
+from medkd.cli.distill import distill_command
 from medkd.cli import data as data_cli
 from medkd.cli import evaluate as evaluate_cli
 from medkd.errors import BadInput, MedkdError
@@ -33,6 +35,8 @@ app.add_typer(weights.app, name="weights")
 app.add_typer(data_cli.app, name="data")
 app.command("eval")(evaluate_cli.eval_command)
 app.command("adapt")(adapt_command)
+app.command("distill")(distill_command)
+app.add_typer(cache_cli.app, name="cache")
 
 _stderr = Console(stderr=True, highlight=False)
 _debug = {"enabled": os.environ.get("MEDKD_DEBUG") == "1"}

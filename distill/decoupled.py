@@ -1,0 +1,98 @@
+"""Decoupled distillation (MobileSAM / LiteMedSAM) and its KD-SAM variant.
+
+Phase 1: the student's image encoder regresses the teacher's cached image embeddings (MSE); the
+teacher's prompt encoder and mask decoder are copied into the student and stay frozen. KD-SAM adds a
+perceptual term (``medkd.distill.perceptual``) on the masks that the frozen decoder makes of the two
+embeddings. Phase 2 (optional): the mask decoder alone is fine-tuned on ground truth (Dice, plus BCE
+unless its weight is 0, plus the IoU head's regression), and a guard keeps the frozen teacher decoder
+when validation DSC drops (pitfall: decoder fine-tuning collapses on small data, MobileSAM #49).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from medkd.distill.losses import dice_bce, iou_regression
+from medkd.distill.perceptual import FeatureNetwork, perceptual_distance
+from medkd.distill.sam_forward import BoxPromptedSam, decode_boxes
+from medkd.errors import BadInput
+
+
+def embedding_grid(sam: nn.Module) -> int:
+    """Side of a SAM's image embedding grid (what its prompt encoder expects)."""
+    return int(sam.prompt_encoder.image_embedding_size[0])
+
+
+def copy_prompt_path(student: nn.Module, teacher: nn.Module) -> nn.Module:
+    """Give ``student`` the teacher's prompt encoder and mask decoder weights, frozen.
+
+    The student keeps its own prompt encoder's input size (prompts are in the student's pixels);
+    the learned weights do not depend on it, but the embedding grids must be equal.
+    """
+    if embedding_grid(student) != embedding_grid(teacher):
+        raise BadInput(
+            f"student embeddings are {embedding_grid(student)}x{embedding_grid(student)}, the teacher's "
+            f"{embedding_grid(teacher)}x{embedding_grid(teacher)}: build the student with the teacher's grid"
+        )
+    student.prompt_encoder.load_state_dict(teacher.prompt_encoder.state_dict())
+    student.mask_decoder.load_state_dict(teacher.mask_decoder.state_dict())
+    student.requires_grad_(False)
+    student.image_encoder.requires_grad_(True)
+    return student
+
+
+class EncoderKD(nn.Module):
+    """Student encoder on the image; with a feature network, also both embeddings decoded under the box."""
+
+    def __init__(self, sam: nn.Module, features: FeatureNetwork | None = None) -> None:
+        super().__init__()
+        self.sam = sam
+        self.features = features
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        embeddings = self.sam.image_encoder(batch["image"])
+        outputs = {"embeddings": embeddings}
+        if self.features is not None:
+            outputs["student_logits"] = decode_boxes(self.sam, embeddings, batch["box"])[0]
+            with torch.no_grad():
+                outputs["teacher_logits"] = decode_boxes(self.sam, batch["target"].to(embeddings.dtype), batch["box"])[0]
+        return outputs
+
+
+class EncoderKDTask:
+    """MSE to the teacher's embeddings (+ ``perceptual_weight`` x the perceptual distance)."""
+
+    def __init__(self, sam: nn.Module, features: FeatureNetwork | None = None, perceptual_weight: float = 0.0) -> None:
+        self.module = EncoderKD(sam, features if perceptual_weight > 0 else None)
+        self.perceptual_weight = perceptual_weight
+
+    def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        mse = F.mse_loss(outputs["embeddings"].float(), batch["target"])
+        metrics = {"mse": float(mse.detach())}
+        if self.module.features is None:
+            return mse, metrics
+        perceptual = perceptual_distance(self.module.features, outputs["student_logits"], outputs["teacher_logits"])
+        metrics["perceptual"] = float(perceptual.detach())
+        return mse + self.perceptual_weight * perceptual, metrics
+
+
+class DecoderTask:
+    """Mask decoder fine-tuned on ground truth under box prompts; everything else frozen."""
+
+    def __init__(self, sam: nn.Module, bce_weight: float) -> None:
+        sam.requires_grad_(False)
+        sam.mask_decoder.requires_grad_(True)
+        self.module = BoxPromptedSam(sam)
+        self.bce_weight = bce_weight
+
+    def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        segmentation = dice_bce(outputs["logits"], batch["mask"], self.bce_weight)
+        iou = iou_regression(outputs["iou"], outputs["logits"], batch["mask"])
+        return segmentation + iou, {"seg_loss": float(segmentation.detach()), "iou_loss": float(iou.detach())}
+
+
+def keep_finetuned_decoder(frozen_dsc: float | None, finetuned_dsc: float | None) -> bool:
+    """The guard: the fine-tuned decoder stays only when validation shows it is at least as good."""
+    return frozen_dsc is not None and finetuned_dsc is not None and finetuned_dsc >= frozen_dsc

@@ -1,0 +1,254 @@
+"""``medkd distill``: a small student from a SAM-family teacher, by one of four methods.
+
+- ``decoupled`` (MobileSAM / LiteMedSAM) and ``kd-sam`` (Patil et al. 2025): see ``medkd.distill.decoupled``.
+- ``sam2unet`` (Shi et al. 2024): see ``medkd.distill.sam2unet``.
+- ``prompt-loop`` (EdgeSAM phase 2), from a decoupled student artifact: see ``medkd.distill.prompt_loop``.
+
+Every method first fills the teacher-target cache (``medkd.distill.embedding_cache``) for the training
+objects, so the heavy teacher encoder runs once per image, never per epoch. Training phases run in
+sub-directories of the output (``kd/``, ``decoder/``), each resumable; a finished phase leaves its
+student there, so a resumed run starts at the phase it was in. The output is a zoo model artifact of
+the student (``load_model``); SAM-family students are complete SAM state dicts.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from medkd.artifacts import ArtifactInput, as_input, read_manifest, sha256_file
+from medkd.data import ObjectDataset, RowLoader, load_manifest
+from medkd.data.cache import ArrayCache, default_cache_dir
+from medkd.data.manifest import ManifestRow
+from medkd.distill.decoupled import DecoderTask, EncoderKDTask, copy_prompt_path, embedding_grid, keep_finetuned_decoder
+from medkd.distill.distributed import World
+from medkd.distill.embedding_cache import EmbeddingCache
+from medkd.distill.perceptual import teacher_features, vgg_features
+from medkd.distill.prompt_loop import PromptHead, PromptLoopTask
+from medkd.distill.sam2unet import UNetKDTask
+from medkd.distill.teacher_targets import CachedTargetDataset, TargetKeys, fill_cache, teacher_identity
+from medkd.distill.trainer import TrainConfig, Trainer
+from medkd.errors import BadInput
+from medkd.evaluation import Segmenter, evaluate
+from medkd.zoo import create_model, get_spec, load_model, save_model_artifact
+from medkd.zoo.artifact import artifact_model_ref
+
+Method = Literal["decoupled", "kd-sam", "sam2unet", "prompt-loop"]
+METHODS = ("decoupled", "kd-sam", "sam2unet", "prompt-loop")
+PHASE_KIND = "distill-phase"
+
+
+@dataclass
+class DistillConfig:
+    """What ``medkd distill`` does; recipes (``recipes/*.yaml``, section ``distill``) and flags fill it."""
+
+    teacher: str
+    student: str
+    method: Method = "decoupled"
+    teacher_checkpoint: str | None = None
+    teacher_kwargs: dict = field(default_factory=dict)
+    student_kwargs: dict = field(default_factory=dict)
+    crop: Literal["none", "box"] = "none"
+    datasets: list[str] | None = None
+    cache_dir: str | None = None
+    cache_shard_mb: float = 256.0
+    fill_batch_size: int = 4
+    val_objects: int = 200
+    # decoupled / kd-sam: optional decoder fine-tuning on ground truth, guarded by validation DSC
+    decoder_steps: int = 0
+    decoder_lr: float = 1e-5
+    decoder_bce_weight: float = 1.0
+    # kd-sam
+    perceptual_weight: float = 0.0
+    perceptual_network: str = "teacher"
+    perceptual_blocks: int = 2
+    # sam2unet
+    temperature: float = 2.0
+    soft_weight: float = 1.0
+    gt_weight: float = 1.0
+    # prompt-loop
+    refinements: int = 2
+    box_fraction: float = 0.5
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def default_teacher_cache() -> Path:
+    """``teacher-targets`` beside the preprocessing cache (``$MEDKD_CACHE_DIR`` etc.)."""
+    return default_cache_dir().parent / "teacher-targets"
+
+
+def _segmenter(model: nn.Module, name: str, device: torch.device) -> Segmenter:
+    spec = get_spec(name)
+    size = model.image_encoder.img_size if spec.family == "sam" else spec.input_size
+    return Segmenter(name, spec.family, int(size), model.eval().to(device), name, device)
+
+
+def _sampled(rows: list[ManifestRow], count: int) -> list[ManifestRow]:
+    return rows[:: max(1, len(rows) // count)] if rows and count > 0 else []
+
+
+def _val_dsc(summary: dict[str, Any] | None) -> float | None:
+    return None if summary is None else summary["overall"]["dsc"]["mean"]
+
+
+class _Run:
+    """State shared by the phases of one distillation run."""
+
+    def __init__(self, config: DistillConfig, data: Path, out: Path, world: World, resume: bool) -> None:
+        self.config, self.data, self.out, self.world, self.resume = config, data, out, world, resume
+        self.manifest = load_manifest(data)
+        self.loader = RowLoader(self.manifest, ArrayCache(default_cache_dir()))
+        self.train_rows = self.manifest.select("train", config.datasets)
+        self.val_rows = _sampled(self.manifest.select("val", config.datasets), config.val_objects)
+        if not self.train_rows:
+            raise BadInput(f"{data} has no training objects")
+        self.metrics: dict[str, Any] = {"train_items": len(self.train_rows), "train_seconds_this_session": {}}
+
+    def train(self, phase: str, task: Any, dataset: Any, train: TrainConfig, description: str) -> Trainer:
+        run_dir = self.out / phase
+        run_dir.mkdir(parents=True, exist_ok=True)
+        trainer = Trainer(task, dataset, train, run_dir, self.world)
+        started = time.monotonic()
+        trainer.run(resume=self.resume, description=description)
+        self.metrics["train_seconds_this_session"][phase] = round(time.monotonic() - started, 1)
+        return trainer
+
+    def finished_phase(self, phase: str, model: nn.Module) -> bool:
+        """Load a phase's saved student into ``model`` if that phase completed in an earlier session."""
+        directory = self.out / phase
+        if not (directory / "manifest.json").exists():
+            return False
+        read_manifest(directory, kind=PHASE_KIND)
+        model.load_state_dict(load_model(directory).state_dict())
+        return True
+
+    def save_phase(self, phase: str, trainer: Trainer, model: nn.Module, name: str, kwargs: dict) -> None:
+        if self.world.is_main:
+            save_model_artifact(model, self.out / phase, name=name, kind=PHASE_KIND, model_kwargs=kwargs)
+        trainer.finish()
+
+    def validate(self, model: nn.Module, name: str, teacher: Segmenter | None = None) -> dict[str, Any] | None:
+        if not self.world.is_main or not self.val_rows:
+            return None
+        result = evaluate(_segmenter(model, name, self.world.device), self.val_rows, self.loader, crop=self.config.crop, teacher=teacher)
+        return result.summary
+
+
+def _build_teacher(config: DistillConfig, device: torch.device) -> nn.Module:
+    if get_spec(config.teacher).family != "sam":
+        raise BadInput(f"distillation needs a SAM-family teacher, not '{config.teacher}'")
+    teacher = create_model(config.teacher, checkpoint=config.teacher_checkpoint, **config.teacher_kwargs)
+    return teacher.requires_grad_(False).eval().to(device)
+
+
+def _student_kwargs(config: DistillConfig, teacher: nn.Module) -> dict[str, Any]:
+    """The recipe's student arguments, plus the teacher's embedding grid where the builder takes one."""
+    kwargs = dict(config.student_kwargs)
+    if "embedding_grid" in inspect.signature(get_spec(config.student).builder).parameters:
+        kwargs.setdefault("embedding_grid", embedding_grid(teacher))
+    return kwargs
+
+
+def run_distill(config: DistillConfig, data: Path, out: Path, world: World, resume: bool = False) -> dict[str, Any]:
+    """Fill the teacher cache, train the student, validate, and write its artifact into ``out``."""
+    run = _Run(config, data, out, world, resume)
+    torch.manual_seed(config.train.seed)  # teacher random init (stand-ins) and student init
+    teacher = _build_teacher(config, world.device)
+    identity = teacher_identity(config.teacher, config.teacher_checkpoint, config.teacher_kwargs, teacher)
+    target = "logits" if config.method == "sam2unet" else "embedding"
+    teacher_size = int(teacher.image_encoder.img_size)
+    keys = TargetKeys.compute(run.train_rows, run.loader, identity, target, teacher_size, config.crop)
+    cache = EmbeddingCache(config.cache_dir or default_teacher_cache(), int(config.cache_shard_mb * (1 << 20)))
+    teacher_items = ObjectDataset(run.train_rows, run.loader, teacher_size, crop=config.crop)
+    run.metrics["cache"] = {"directory": str(cache.directory), **fill_cache(cache, teacher, target, teacher_items, keys, world, config.fill_batch_size)}
+
+    student, name, kwargs = _train_student(run, teacher, keys, cache)
+
+    teacher_segmenter = _segmenter(teacher, config.teacher, world.device) if world.is_main and run.val_rows else None
+    run.metrics["val"] = run.validate(student, name, teacher_segmenter)
+    if world.is_main:
+        inputs = [ArtifactInput(kind="data-manifest", path=str(data), sha256=sha256_file(data))]
+        if config.teacher_checkpoint:
+            source = Path(config.teacher_checkpoint)
+            inputs.append(as_input(source) if source.is_dir() else ArtifactInput("checkpoint", str(source), sha256_file(source)))
+        if config.method == "prompt-loop":
+            inputs.append(as_input(config.student))
+        save_model_artifact(
+            student.cpu(), out, name=name, kind="student", model_kwargs=kwargs, config={"distill": asdict(config)}, inputs=inputs, metrics=run.metrics
+        )
+    return run.metrics
+
+
+def _cached_items(run: _Run, size: int, keys: TargetKeys, cache: EmbeddingCache) -> CachedTargetDataset:
+    items = ObjectDataset(run.train_rows, run.loader, size, crop=run.config.crop)
+    return CachedTargetDataset(items, keys, cache, run.config.train.seed, run.config.box_fraction)
+
+
+def _train_student(run: _Run, teacher: nn.Module, keys: TargetKeys, cache: EmbeddingCache) -> tuple[nn.Module, str, dict]:
+    config = run.config
+    if config.method == "sam2unet":
+        student = create_model(config.student, **config.student_kwargs)
+        if get_spec(config.student).family != "unet":
+            raise BadInput(f"sam2unet trains a U-Net student, not '{config.student}'")
+        if not run.finished_phase("kd", student):
+            task = UNetKDTask(student, config.temperature, config.soft_weight, config.gt_weight)
+            dataset = _cached_items(run, get_spec(config.student).input_size, keys, cache)
+            trainer = run.train("kd", task, dataset, config.train, f"sam2unet {config.teacher} -> {config.student}")
+            run.save_phase("kd", trainer, student, config.student, config.student_kwargs)
+        return student.eval(), config.student, config.student_kwargs
+
+    if config.method == "prompt-loop":
+        if not Path(config.student).is_dir():
+            raise BadInput("prompt-loop starts from a decoupled student: give its artifact directory as --student")
+        name, kwargs, _, _ = artifact_model_ref(config.student)
+        student = load_model(config.student)
+        if embedding_grid(student) != embedding_grid(teacher):
+            raise BadInput(f"{config.student} does not pair with {config.teacher}: embedding grids differ")
+        size = int(student.image_encoder.img_size)
+        if not run.finished_phase("kd", student):
+            task = PromptLoopTask(student, PromptHead(teacher, size), config.refinements)
+            trainer = run.train("kd", task, _cached_items(run, size, keys, cache), config.train, f"prompt-loop {config.teacher} -> {name}")
+            run.save_phase("kd", trainer, student, name, kwargs)
+        return student.eval(), name, kwargs
+
+    kwargs = _student_kwargs(config, teacher)
+    student = copy_prompt_path(create_model(config.student, **kwargs), teacher)
+    size = int(student.image_encoder.img_size)
+    if not run.finished_phase("kd", student):
+        features = None
+        if config.perceptual_weight > 0:
+            if config.perceptual_network == "teacher":
+                features = teacher_features(teacher, config.perceptual_blocks)
+            else:
+                features = vgg_features(config.perceptual_network, size)
+        task = EncoderKDTask(student, features, config.perceptual_weight)
+        trainer = run.train("kd", task, _cached_items(run, size, keys, cache), config.train, f"{config.method} {config.teacher} -> {config.student}")
+        run.save_phase("kd", trainer, student, config.student, kwargs)
+    if config.decoder_steps > 0:
+        _finetune_decoder(run, student, kwargs)
+    return student.eval(), config.student, kwargs
+
+
+def _finetune_decoder(run: _Run, student: nn.Module, kwargs: dict) -> None:
+    """Phase 2 with the guard of pitfall 10: keep the frozen decoder unless validation DSC holds."""
+    config = run.config
+    frozen_state = {k: v.clone() for k, v in student.mask_decoder.state_dict().items()}
+    frozen = _val_dsc(run.validate(student, config.student))
+    if not run.finished_phase("decoder", student):
+        size = int(student.image_encoder.img_size)
+        dataset = ObjectDataset(run.train_rows, run.loader, size, train=True, crop=config.crop, seed=config.train.seed)
+        warmup = min(config.train.warmup_steps, max(1, config.decoder_steps // 10))
+        train = replace(config.train, steps=config.decoder_steps, lr=config.decoder_lr, warmup_steps=warmup)
+        trainer = run.train("decoder", DecoderTask(student, config.decoder_bce_weight), dataset, train, "decoder fine-tuning")
+        run.save_phase("decoder", trainer, student, config.student, kwargs)
+    finetuned = _val_dsc(run.validate(student, config.student))
+    keep = keep_finetuned_decoder(frozen, finetuned)
+    if not keep:
+        student.mask_decoder.load_state_dict(frozen_state)
+    run.metrics["decoder_guard"] = {"val_dsc_frozen": frozen, "val_dsc_finetuned": finetuned, "kept": "finetuned" if keep else "frozen"}

@@ -2,12 +2,15 @@
 explicit bias, at ViT-H and ViT-B shapes, and whole SAM encoders patched vs unpatched.
 
     python benchmarks/kernels.py                                # a CUDA GPU, fp16, a few minutes
+    python benchmarks/kernels.py --profile                      # and where encoder time goes
     TRITON_INTERPRET=1 python benchmarks/kernels.py --quick     # tiny shapes on the CPU, seconds
 
 Every case is checked against a reference (attention: SAM's own path in float64; encoders: the
 unpatched encoder in float32) and timed (``triton.testing.do_bench`` quantiles on a GPU, wall-clock
 on the CPU). A case that fails is recorded with its error and the run goes on; the JSON is
 rewritten after every case, so an interrupted run still leaves its results. Prints a markdown table.
+``--profile`` adds, per encoder patched and unpatched, ``torch.profiler``'s top kernels by total
+time, the GPU's busy share of the wall time, and the host synchronisations per forward.
 """
 
 from __future__ import annotations
@@ -38,12 +41,12 @@ ROOT = Path(__file__).resolve().parents[1]
 try:
     from medkd.kernels import flash_attention, patch, unpatch
     from medkd.kernels.dispatch import dense_bias
-    from medkd.kernels.sam_attention import decomposed_rel_pos
+    from medkd.kernels.sam_attention import decomposed_rel_pos, rel_pos_offsets
 except ImportError:  # a bare checkout, e.g. on a GPU machine without the package installed
     sys.path.insert(0, str(ROOT))
     from kernels import flash_attention, patch, unpatch
     from kernels.dispatch import dense_bias
-    from kernels.sam_attention import decomposed_rel_pos
+    from kernels.sam_attention import decomposed_rel_pos, rel_pos_offsets
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 TARGETS = [  # (what, case, method, baseline, at least)
@@ -65,9 +68,11 @@ class AttentionShape:
 
 METHODS = {
     "sam": "segment_anything's attention between the qkv and output projections (materialised logits)",
-    "sdpa_bias": "rel_h / rel_w, the dense (B, heads, N, N) bias built from them, then SDPA with it as attn_mask",
+    "sdpa_bias": "rel_h / rel_w (one matmul, gathered on the GPU), the dense (B, heads, N, N) bias built from "
+    "them, then SDPA with it as attn_mask",
     "sdpa_prebuilt_bias": "SDPA with that dense bias built beforehand (its building not timed)",
-    "fused": "rel_h / rel_w, then the Triton kernel adding them per (query, key)",
+    "fused": "the offset tables (one matmul of q with SAM's rel_pos tables), then the Triton kernel adding "
+    "them per (query, key): what the patched encoder runs",
     "fused_dilationD": "the same with keys strided by D per head group: an approximation",
     "unpatched / patched[_dilationD]": "the whole image encoder (batch 1) as built, or after medkd.kernels.patch",
 }
@@ -92,6 +97,8 @@ class Run:
         self.dtype = DTYPES[args.dtype or ("fp16" if self.device.type == "cuda" else "fp32")]
         self.quick = args.quick
         self.budget_s = args.budget_s
+        self.profile = getattr(args, "profile", False)
+        self.profiles: dict[str, dict[str, Any]] = {}
         self.started = time.monotonic()
         self.rep_ms = {"attention": 200, "encoder": 1000}
         self.out = _out_path(args.out, self.device)
@@ -148,6 +155,8 @@ class Run:
             "results": self.results,
             "targets": _targets(self.results),
         }
+        if self.profile:
+            report["profiles"] = self.profiles
         self.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.out.with_name(self.out.name + ".tmp")
         tmp.write_text(json.dumps(report, indent=2) + "\n")
@@ -230,8 +239,9 @@ def attention_methods(
 
     def fused(dilation: int = 1) -> Callable[[], torch.Tensor]:
         return lambda: flash_attention(
-            q, k, v, scale=scale, rel_pos=decomposed_rel_pos(q, rel_pos_h, rel_pos_w, shape.grid), dilation=dilation
-        )
+            q, k, v, scale=scale, rel_pos=rel_pos_offsets(q, rel_pos_h, rel_pos_w, shape.grid), rel_offsets=True,
+            dilation=dilation,
+        )  # fmt: skip
 
     methods = {
         "sam": lambda: sam_attention(q, k, v, rel_pos_h, rel_pos_w, shape.grid, scale),
@@ -312,7 +322,83 @@ def bench_encoder(run: Run, name: str, dilations: tuple[int, ...]) -> None:
             info,
             lambda: measure(run, lambda: encoder(image), reference, "encoder"),
         )
+        if run.profile and method in ("unpatched", "patched") and not run.over_budget():
+            profiles = run.profiles.setdefault(f"encoder_{name}", {})
+            try:
+                profiles[method] = profile(run, lambda: encoder(image))
+                print(_profile_line(f"encoder_{name}", method, profiles[method]), flush=True)
+            except Exception as exc:  # a profile that fails must not end the run
+                traceback.print_exc()
+                profiles[method] = {"error": _error(exc)}
+            run.write()
     unpatch(encoder)
+
+
+def _profile_line(case: str, method: str, prof: dict[str, Any]) -> str:
+    busy = prof["gpu_kernel_ms_per_forward"]
+    top = "; ".join(f"{k['name'][:40]} {k['ms_per_forward']:.2f}" for k in prof["top"][:4])
+    return (
+        f"<!-- profile {case} {method}: wall {prof['wall_ms_per_forward']:.1f} ms/forward"
+        + ("" if busy is None else f", GPU kernels {busy:.1f} ms ({prof['gpu_busy_share']:.0%} busy)")
+        + f", syncs {prof['sync_calls_per_forward']}, top: {top} -->"
+    )
+
+
+PROFILE_FORWARDS = {"cuda": 5, "cpu": 1}
+SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")
+
+
+def profile(run: Run, fn: Callable[[], object], top: int = 15) -> dict[str, Any]:
+    """``torch.profiler`` over a few calls of ``fn`` (after a warm-up): wall time and GPU kernel
+    time per call, host-side synchronising calls and launches per call, and the top kernels (top
+    CPU ops without a GPU) by total time per call."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    cuda = run.device.type == "cuda"
+    forwards = PROFILE_FORWARDS[run.device.type]
+    fn()
+    if cuda:
+        torch.cuda.synchronize()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with torch_profile(activities=activities) as prof:
+        start = time.perf_counter()
+        for _ in range(forwards):
+            fn()
+        if cuda:
+            torch.cuda.synchronize()
+        wall_ms = (time.perf_counter() - start) * 1e3 / forwards
+    averages = prof.key_averages()
+
+    def device_us(avg: Any) -> float:
+        return float(getattr(avg, "self_device_time_total", getattr(avg, "self_cuda_time_total", 0.0)) or 0.0)
+
+    if cuda:  # GPU-side events only: the CPU ops that launched them may carry the same time
+        on_gpu = [avg for avg in averages if str(getattr(avg, "device_type", "")).endswith("CUDA")]
+        kernels = [(avg.key, avg.count, device_us(avg)) for avg in on_gpu or averages if device_us(avg) > 0]
+    else:
+        kernels = [(avg.key, avg.count, float(avg.self_cpu_time_total)) for avg in averages]
+    kernels.sort(key=lambda item: -item[2])
+    busy_ms = sum(total for _, _, total in kernels) / 1e3 / forwards if cuda else None
+    calls = {avg.key: avg.count for avg in averages}
+    return {
+        "forwards": forwards,
+        "wall_ms_per_forward": wall_ms,
+        "gpu_kernel_ms_per_forward": busy_ms,
+        "gpu_busy_share": None if busy_ms is None else busy_ms / wall_ms,
+        "sync_calls_per_forward": {
+            name: count / forwards for name, count in calls.items() if name.startswith(SYNC_CALLS)
+        },
+        "launches_per_forward": sum(
+            count for name, count in calls.items() if name in ("cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx")
+        )
+        / forwards,
+        "top": [
+            {"name": name[:160], "calls_per_forward": count / forwards, "ms_per_forward": total / 1e3 / forwards}
+            for name, count, total in kernels[:top]
+        ],
+        "timing": "self GPU time per kernel" if cuda else "self CPU time per op",
+    }
 
 
 class _exact_fp32:
@@ -384,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
         "--dtype", choices=sorted(DTYPES), help="input precision (default fp16 on a GPU, fp32 on the CPU)"
     )
     parser.add_argument("--budget-s", type=float, default=240.0, help="skip the cases left after this many seconds")
+    parser.add_argument(
+        "--profile", action="store_true", help="also profile each encoder, patched and unpatched (top kernels, syncs)"
+    )
     run = Run(parser.parse_args(argv))
     if run.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
         print("no GPU: set TRITON_INTERPRET=1 to run the Triton kernels on the CPU", file=sys.stderr)

@@ -1,6 +1,11 @@
 """Triton flash-attention forward kernel: online softmax with SAM's decomposed relative-position
 bias, an optional dense bias, and optionally dilated keys; nothing quadratic is ever stored.
 
+The relative-position bias comes either as rows per key row / column (``rel_h[i, key_row]``,
+``rel_w[i, key_col]``) or as SAM's offset tables (``rel_h[i, query_row - key_row + key_h - 1]``,
+likewise for columns), which one matmul of the queries with SAM's ``rel_pos_h`` / ``rel_pos_w``
+gives directly; the kernel reads either with the same loads, walking the offset tables backwards.
+
 Key ``j`` of a head ``h`` takes part when ``j % dilation == h % dilation`` (dilation 1: all keys),
 so each group of heads sees one strided subset of keys and the groups together cover every key
 (dilated attention after SAM-Lightening, here on keys only).
@@ -18,13 +23,18 @@ import triton.language as tl
 _LOG2E = tl.constexpr(1.4426950408889634)
 # Small blocks in the interpreter keep NumPy work low and make odd sizes cross block edges.
 _INTERPRET_BLOCKS = {"BLOCK_M": 16, "BLOCK_N": 16}
-# Spill-free on sm_90 for head dims up to 128 (checked with ptxas); autotuned per shape on the GPU.
+# Autotuned per shape on the GPU (the first is the default). BLOCK_N = 64 makes every key block of
+# SAM's 64x64 global grid one key row (see ROW_BLOCK); 64x64 with 4 warps suits 196-token windows.
+# ptxas (sm_90a) reports no spills for any of them at head dim 80; 128x128 uses 255 registers.
 _GPU_CONFIGS = [
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=4),
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=2),
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=4, num_stages=3),
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 128}, num_warps=8, num_stages=2),
 ]
+# The autotuner's key: shapes and flags only, never per-call values, so each shape tunes once.
+AUTOTUNE_KEY = ["n_q", "n_k", "key_w", "HEAD_DIM", "REL_POS", "REL_OFFSETS", "HAS_BIAS", "DILATION"]
 _TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}
 
 
@@ -39,8 +49,8 @@ def _attention_fwd(
     stride_bb, stride_bh, stride_bm, stride_bn,
     num_heads, n_q, n_k, key_w, qk_scale,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_R: tl.constexpr,
-    REL_POS: tl.constexpr, HAS_BIAS: tl.constexpr, DILATION: tl.constexpr,
-    ROW_ALIGNED: tl.constexpr, DOT_DTYPE: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    REL_POS: tl.constexpr, REL_OFFSETS: tl.constexpr, HAS_BIAS: tl.constexpr, DILATION: tl.constexpr,
+    ROW_ALIGNED: tl.constexpr, ROW_BLOCK: tl.constexpr, DOT_DTYPE: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     # The head dim is split into a power-of-two part BLOCK_D and a tail BLOCK_T (0: none), masked
@@ -61,6 +71,15 @@ def _attention_fwd(
     rh_base = RH + b * stride_rhb + h * stride_rhh + offs_m * stride_rhn
     rw_base = RW + b * stride_rwb + h * stride_rwh + offs_m * stride_rwn
     bias_base = BIAS + b * stride_bb + h * stride_bh + offs_m * stride_bm
+    key_h = n_k // key_w
+    if REL_OFFSETS:  # column c of the rows is column (query row / col) - c + (key_h / key_w) - 1 of the tables
+        rh_base += (offs_m // key_w + key_h - 1) * stride_rhk
+        rw_base += (offs_m % key_w + key_w - 1) * stride_rwk
+        step_h = -stride_rhk
+        step_w = -stride_rwk
+    else:
+        step_h = stride_rhk
+        step_w = stride_rwk
 
     q = tl.load(q_rows + offs_d[None, :] * stride_qd, mask=mask_m[:, None] & mask_d[None, :], other=0.0)
     q = q.to(DOT_DTYPE)
@@ -72,15 +91,16 @@ def _attention_fwd(
         q_t = q_t.to(DOT_DTYPE)
         acc_t = tl.full([BLOCK_M, BLOCK_T], 0.0, tl.float32)
     if REL_POS and not ROW_ALIGNED:  # rel[i, c]: rel_h[i, c] for c < key_h, then rel_w[i, c - key_h]
-        key_h = n_k // key_w
         offs_r = tl.arange(0, BLOCK_R)
         in_h = (offs_r < key_h)[None, :]
         in_w = (offs_r >= key_h)[None, :] & (offs_r < key_h + key_w)[None, :]
-        rel_h = tl.load(rh_base[:, None] + offs_r[None, :] * stride_rhk, mask=mask_m[:, None] & in_h, other=0.0)
-        rel_w = tl.load(
-            rw_base[:, None] + (offs_r - key_h)[None, :] * stride_rwk, mask=mask_m[:, None] & in_w, other=0.0
-        )
+        rel_h = tl.load(rh_base[:, None] + offs_r[None, :] * step_h, mask=mask_m[:, None] & in_h, other=0.0)
+        rel_w = tl.load(rw_base[:, None] + (offs_r - key_h)[None, :] * step_w, mask=mask_m[:, None] & in_w, other=0.0)
         rel = tl.where(in_h, rel_h, rel_w).to(DOT_DTYPE)
+    if REL_POS and ROW_BLOCK:  # every key block is one whole key row: the same rel_w tile for all of them
+        rel_w_row = tl.load(
+            rw_base[:, None] + tl.arange(0, BLOCK_N)[None, :] * step_w, mask=mask_m[:, None], other=0.0
+        ).to(tl.float32) * _LOG2E
 
     first_key = h % DILATION
     n_keys = (n_k - first_key + DILATION - 1) // DILATION  # keys this head attends to
@@ -101,10 +121,13 @@ def _attention_fwd(
             s = tl.dot(q_t, k_t.to(DOT_DTYPE), s, input_precision=DOT_PRECISION)
         s = s * qk_scale
         if REL_POS:
-            if ROW_ALIGNED:  # the key block lies in one key row: one rel_h column, a contiguous rel_w tile
-                rel_h = tl.load(rh_base + (start // key_w) * stride_rhk, mask=mask_m, other=0.0)
-                rel_w = tl.load(rw_base[:, None] + (keys % key_w)[None, :] * stride_rwk, mask=mask_mn, other=0.0)
-                s += (rel_h.to(tl.float32)[:, None] + rel_w.to(tl.float32)) * _LOG2E
+            if ROW_ALIGNED:  # the key block lies in one key row: one rel_h column, a run of rel_w
+                rel_h = tl.load(rh_base + (start // key_w) * step_h, mask=mask_m, other=0.0)
+                if ROW_BLOCK:
+                    s += rel_h.to(tl.float32)[:, None] * _LOG2E + rel_w_row
+                else:
+                    rel_w = tl.load(rw_base[:, None] + (keys % key_w)[None, :] * step_w, mask=mask_mn, other=0.0)
+                    s += (rel_h.to(tl.float32)[:, None] + rel_w.to(tl.float32)) * _LOG2E
             else:  # gather on the tensor cores: [rel_h | rel_w] times each key's one-hot (row, key_h + col)
                 key_row, key_col = (keys // key_w)[None, :], (key_h + keys % key_w)[None, :]
                 one_hot = (offs_r[:, None] == key_row) | (offs_r[:, None] == key_col)
@@ -139,15 +162,21 @@ def row_aligned(args: dict) -> bool:
     return args["DILATION"] == 1 and args["key_w"] % args["BLOCK_N"] == 0
 
 
+def row_block(args: dict) -> bool:
+    """Whether every key block is exactly one key row (row-aligned and ``key_w == BLOCK_N``, as for
+    SAM's 64x64 global grid): the kernel then loads its ``rel_w`` tile once, not per key block."""
+    return row_aligned(args) and args["key_w"] == args["BLOCK_N"]
+
+
 @functools.cache
 def _kernel(interpret: bool) -> triton.KernelInterface:
     """The kernel, decorated when first launched in a mode: Triton picks interpreter or compiler at
     decoration time, so decorating at import would freeze whatever TRITON_INTERPRET was then (and
     many packages import triton early)."""
-    kernel = triton.heuristics({"ROW_ALIGNED": row_aligned})(triton.jit(_attention_fwd))
+    kernel = triton.heuristics({"ROW_ALIGNED": row_aligned, "ROW_BLOCK": row_block})(triton.jit(_attention_fwd))
     if interpret:
         return kernel
-    return triton.autotune(_GPU_CONFIGS, key=["n_q", "n_k", "HEAD_DIM", "REL_POS", "HAS_BIAS", "DILATION"])(kernel)
+    return triton.autotune(_GPU_CONFIGS, key=AUTOTUNE_KEY)(kernel)
 
 
 def interpreting() -> bool:
@@ -173,6 +202,7 @@ def flash_attention(
     *,
     scale: float,
     rel_pos: tuple[torch.Tensor, torch.Tensor] | None = None,
+    rel_offsets: bool = False,
     bias: torch.Tensor | None = None,
     dilation: int = 1,
 ) -> torch.Tensor:
@@ -180,17 +210,28 @@ def flash_attention(
 
     ``rel_pos = (rel_h, rel_w)``, of shapes (B, heads, Nq, key_h) and (B, heads, Nq, key_w), adds
     ``rel_h[..., i, j // key_w] + rel_w[..., i, j % key_w]`` to the logit of query ``i`` and key
-    ``j`` (SAM's decomposed relative-position bias, keys in row-major order). ``bias`` is a dense
+    ``j`` (SAM's decomposed relative-position bias, keys in row-major order). With
+    ``rel_offsets=True`` they are instead offset tables of shapes (B, heads, N, 2 * key_h - 1) and
+    (B, heads, N, 2 * key_w - 1) over a query grid equal to the key grid, and the bias is
+    ``rel_h[..., i, row(i) - row(j) + key_h - 1] + rel_w[..., i, col(i) - col(j) + key_w - 1]``
+    (see :func:`rel_pos_offsets <medkd.kernels.sam_attention.rel_pos_offsets>`). ``bias`` is a dense
     bias broadcastable to (B, heads, Nq, Nk). Softmax and accumulation run in fp32. Returns
     (B, heads, Nq, D) as a view of a contiguous (B, Nq, heads, D) tensor, ready for the projection.
     """
     interpret = interpreting()
     out, args, constexprs = kernel_arguments(
-        q, k, v, scale=scale, rel_pos=rel_pos, bias=bias, dilation=dilation, interpret=interpret
-    )
+        q, k, v, scale=scale, rel_pos=rel_pos, rel_offsets=rel_offsets, bias=bias, dilation=dilation,
+        interpret=interpret,
+    )  # fmt: skip
     batch, heads, n_q, _ = out.shape
     _kernel(interpret)[lambda meta: (triton.cdiv(n_q, meta["BLOCK_M"]), batch * heads)](*args, **constexprs)
     return out
+
+
+def rel_grid(rel_pos: tuple[torch.Tensor, torch.Tensor], rel_offsets: bool) -> tuple[int, int]:
+    """The key grid (key_h, key_w) of relative-position rows or offset tables."""
+    sizes = (rel_pos[0].shape[-1], rel_pos[1].shape[-1])
+    return tuple((size + 1) // 2 for size in sizes) if rel_offsets else sizes
 
 
 def kernel_arguments(
@@ -203,6 +244,7 @@ def kernel_arguments(
     bias: torch.Tensor | None,
     dilation: int,
     interpret: bool,
+    rel_offsets: bool = False,
 ) -> tuple[torch.Tensor, tuple, dict]:
     """The (empty) output, and the kernel's positional and constexpr arguments but its block sizes
     on a GPU (autotuned), for :func:`flash_attention`'s inputs."""
@@ -213,10 +255,14 @@ def kernel_arguments(
     out = torch.empty(batch, n_q, heads, head_dim, dtype=q.dtype, device=q.device).transpose(1, 2)
     if rel_pos is not None:
         rel_h, rel_w = rel_pos
-        if rel_h.shape[-1] * rel_w.shape[-1] != n_k:
-            raise ValueError(f"key grid {rel_h.shape[-1]}x{rel_w.shape[-1]} does not match {n_k} keys")
+        key_h, key_w = rel_grid(rel_pos, rel_offsets)
+        if key_h * key_w != n_k:
+            raise ValueError(f"key grid {key_h}x{key_w} does not match {n_k} keys")
+        if rel_offsets and (n_q != n_k or rel_h.shape[-1] % 2 == 0 or rel_w.shape[-1] % 2 == 0):
+            raise ValueError("offset tables need 2 * size - 1 columns and the query grid equal to the key grid")
     else:
         rel_h = rel_w = q.new_zeros(1, 1, 1, 1)  # never read
+        key_h = key_w = 1
     bias_view = bias.expand(batch, heads, n_q, n_k) if bias is not None else rel_h
     block_d = max(16, 1 << (head_dim.bit_length() - 1))  # largest power of two <= head_dim, >= 16
     # The interpreter multiplies bf16 operands as raw bits: give its dots fp32 copies instead.
@@ -225,14 +271,15 @@ def kernel_arguments(
         q, k, v, out, rel_h, rel_w, bias_view,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(),
         *rel_h.stride(), *rel_w.stride(), *bias_view.stride(),
-        heads, n_q, n_k, rel_w.shape[-1], scale * _LOG2E.value,
+        heads, n_q, n_k, key_w, scale * _LOG2E.value,
     )  # fmt: skip
     constexprs = dict(
         HEAD_DIM=head_dim,
         BLOCK_D=block_d,
         BLOCK_T=max(16, triton.next_power_of_2(head_dim - block_d)) if head_dim > block_d else 0,
-        BLOCK_R=max(16, triton.next_power_of_2(rel_h.shape[-1] + rel_w.shape[-1])),
+        BLOCK_R=max(16, triton.next_power_of_2(key_h + key_w)),
         REL_POS=rel_pos is not None,
+        REL_OFFSETS=rel_pos is not None and rel_offsets,
         HAS_BIAS=bias is not None,
         DILATION=dilation,
         DOT_DTYPE=_TL_DTYPES[dot_dtype],

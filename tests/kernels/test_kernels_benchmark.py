@@ -38,7 +38,7 @@ def test_failing_case_is_recorded_and_the_run_goes_on(benchmark: ModuleType, tmp
 
 
 def test_quick_benchmark_writes_report(benchmark: ModuleType, tmp_path: Path) -> None:
-    assert benchmark.main(["--quick", "--out", str(tmp_path)]) == 0
+    assert benchmark.main(["--quick", "--profile", "--out", str(tmp_path)]) == 0
     (path,) = tmp_path.glob("kernels-*-cpu.json")
     report = json.loads(path.read_text())
     rows = {(row["case"], row["method"]): row for row in report["results"]}
@@ -55,3 +55,6 @@ def test_quick_benchmark_writes_report(benchmark: ModuleType, tmp_path: Path) ->
         if c == "tiny_global" and m != "sam"
     )
     assert len(report["targets"]) == 3 and report["precision"]["inputs"] == "float32"
+    profiles = report["profiles"]["encoder_tiny"]
+    assert set(profiles) == {"unpatched", "patched"}
+    assert all(p["wall_ms_per_forward"] > 0 and p["top"] and "sync_calls_per_forward" in p for p in profiles.values())

@@ -7,8 +7,8 @@ import pytest
 import torch
 import triton
 import triton.language as tl
-from medkd.kernels.flash_kernel import _GPU_CONFIGS, _attention_fwd, kernel_arguments, row_aligned
-from medkd.kernels.sam_attention import decomposed_rel_pos
+from medkd.kernels.flash_kernel import _GPU_CONFIGS, _attention_fwd, kernel_arguments, row_aligned, row_block
+from medkd.kernels.sam_attention import rel_pos_offsets
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.runtime.jit import JITFunction
@@ -23,7 +23,8 @@ def _specialise(args: tuple, constexprs: dict) -> ASTSource:
     pointers and integers divisible by 16 are marked so (as the launcher specialises them)."""
     names = _attention_fwd.__code__.co_varnames[: _attention_fwd.__code__.co_argcount]
     values = dict(zip(names, args, strict=False))  # the constexprs come as keywords
-    constexprs = {**constexprs, "ROW_ALIGNED": row_aligned({**values, **constexprs})}
+    heuristic_args = {**values, **constexprs}
+    constexprs = {**constexprs, "ROW_ALIGNED": row_aligned(heuristic_args), "ROW_BLOCK": row_block(heuristic_args)}
     signature, attrs = {}, {}
     for index, name in enumerate(names):
         value = values.get(name)
@@ -69,10 +70,11 @@ def test_compiles_for_h100(
     qkv = torch.randn(batch, grid[0] * grid[1], 3, heads, head_dim, dtype=torch.float16)
     q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # the strided views the SAM wrapper passes
     rel_pos_h, rel_pos_w = (torch.randn(2 * size - 1, head_dim, dtype=torch.float16) for size in grid)
-    rel_pos = decomposed_rel_pos(q, rel_pos_h, rel_pos_w, grid)
+    rel_pos = rel_pos_offsets(q, rel_pos_h, rel_pos_w, grid)  # what the patched encoder passes
     _, args, constexprs = kernel_arguments(
-        q, k, v, scale=head_dim**-0.5, rel_pos=rel_pos, bias=None, dilation=dilation, interpret=False
-    )
+        q, k, v, scale=head_dim**-0.5, rel_pos=rel_pos, rel_offsets=True, bias=None, dilation=dilation,
+        interpret=False,
+    )  # fmt: skip
     options = {"num_warps": config.num_warps, "num_stages": config.num_stages}
     compiled = triton.compile(_specialise(args, {**constexprs, **config.kwargs}), target=H100, options=options)
     assert "wgmma" in compiled.asm["ptx"]  # Hopper tensor cores

@@ -72,3 +72,48 @@ def test_rejects_bad_dilation() -> None:
     q, k, v, rel_h, rel_w = _inputs((1, 2), 8, torch.float32)
     with pytest.raises(ValueError, match="dilation"):
         flash_attention(q, k, v, scale=1.0, dilation=3)
+
+
+def _offset_tables(q: torch.Tensor, grid: tuple[int, int], dtype: torch.dtype):
+    """Offset tables as the SAM wrapper builds them, and the bias rows they stand for."""
+    from medkd.kernels.dispatch import rows_from_offsets
+    from medkd.kernels.sam_attention import rel_pos_offsets
+
+    head_dim = q.shape[-1]
+    rel_pos_h, rel_pos_w = (torch.randn(2 * size - 1, head_dim).to(dtype) for size in grid)
+    tables = rel_pos_offsets(q, rel_pos_h, rel_pos_w, grid)
+    return tables, rows_from_offsets(tables), (rel_pos_h, rel_pos_w)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    ("grid", "dilation"),
+    # one-hot gather (5x7), a key block per key row (3x16: ROW_BLOCK in the interpreter's 16x16 blocks),
+    # dilated keys
+    [((5, 7), 1), ((3, 16), 1), ((4, 5), 2)],
+)
+def test_offset_tables(grid: tuple[int, int], dilation: int, dtype: torch.dtype) -> None:
+    """``rel_offsets=True`` (what the SAM wrapper passes) gives the same as the bias rows it stands for."""
+    q, k, v, _, _ = _inputs(grid, 40, dtype, heads=2)
+    tables, (rel_h, rel_w), _ = _offset_tables(q, grid, dtype)
+    out = flash_attention(q, k, v, scale=40**-0.5, rel_pos=tables, rel_offsets=True, dilation=dilation)
+    ref = reference_attention(q, k, v, 40**-0.5, rel_h, rel_w, dilation=dilation)
+    assert rel_error(out, ref) <= TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("trained_for", [None, 9], ids=["same-size", "resized"])
+def test_offset_rows_match_sam(trained_for: int | None) -> None:
+    """The rows gathered from the offset tables are SAM's own ``get_rel_pos`` + einsum terms, also
+    where the tables were trained for another size and get resized."""
+    from medkd.kernels.dispatch import rows_from_offsets
+    from medkd.kernels.sam_attention import rel_pos_offsets
+    from segment_anything.modeling.image_encoder import add_decomposed_rel_pos
+
+    grid, head_dim = (3, 5), 8
+    q = torch.randn(2, 2, 15, head_dim, dtype=torch.float64)
+    rel_pos_h, rel_pos_w = (torch.randn(trained_for or 2 * size - 1, head_dim, dtype=torch.float64) for size in grid)
+    rel_h, rel_w = rows_from_offsets(rel_pos_offsets(q, rel_pos_h, rel_pos_w, grid))
+    zeros = torch.zeros(4, 15, 15, dtype=torch.float64)
+    sam = add_decomposed_rel_pos(zeros, q.flatten(0, 1), rel_pos_h, rel_pos_w, grid, grid)
+    ours = (rel_h[..., :, None] + rel_w[..., None, :]).flatten(-2).flatten(0, 1)
+    assert torch.allclose(ours, sam, atol=1e-12)

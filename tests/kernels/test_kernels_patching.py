@@ -15,6 +15,8 @@ from mobile_sam.modeling.image_encoder import ImageEncoderViT as MobileSamImageE
 from mobile_sam.modeling.tiny_vit_sam import TinyViT
 from segment_anything.modeling.image_encoder import Attention, ImageEncoderViT
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 
 def _sam_encoder(encoder_class: type[nn.Module] = ImageEncoderViT) -> nn.Module:
@@ -138,3 +140,78 @@ def test_onnx_export_uses_plain_graph(tmp_path, monkeypatch: pytest.MonkeyPatch)
     assert paths and set(paths) == {"plain"}
     ops = {node.op_type for node in onnx.load(str(path)).graph.node}
     assert {"MatMul", "Softmax"} <= ops
+
+
+@torch.no_grad()
+def test_patched_encoder_takes_the_fused_path_in_every_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every attention call of a patched SAM encoder (windowed and global blocks) runs the kernel:
+    no fallback to SDPA or the plain graph on the way."""
+    encoder = _sam_encoder()
+    patch(encoder)
+    launches: list[tuple[int, ...]] = []
+    kernel = dispatch.flash_attention
+
+    def counting_kernel(q: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        launches.append(tuple(q.shape))
+        return kernel(q, *args, **kwargs)
+
+    monkeypatch.setattr(dispatch, "flash_attention", counting_kernel)
+    monkeypatch.setattr(dispatch, "path_counts", {"fused": 0, "sdpa": 0, "plain": 0})
+    encoder(torch.randn(1, 3, 80, 80))
+    assert dispatch.path_counts == {"fused": 2, "sdpa": 0, "plain": 0}
+    assert launches == [(4, 2, 9, 16), (1, 2, 25, 16)]  # four padded 3x3 windows, then the 5x5 global grid
+
+
+class _DeviceRecorder(TorchDispatchMode):
+    """Records the device of every tensor that any aten op takes or returns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.devices: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for value in tree_flatten((args, kwargs, out))[0]:
+            if isinstance(value, torch.Tensor):
+                self.devices.add(value.device.type)
+        return out
+
+
+@torch.no_grad()
+def test_fused_sam_attention_keeps_to_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The patched SAM attention builds nothing on the host: SAM's own ``get_rel_pos`` indexes with
+    CPU tensors, whose copy to the GPU synchronises the stream, twice per block. Checked on the
+    meta device, where any CPU tensor would show, with the kernel stubbed out."""
+    monkeypatch.setattr(dispatch, "select_path", lambda *args: "fused")
+    monkeypatch.setattr(dispatch, "flash_attention", lambda q, k, v, **kwargs: torch.empty_like(q))
+    module = Attention(dim=32, num_heads=2, use_rel_pos=True, input_size=(5, 7)).to("meta")
+    x = torch.empty(2, 5, 7, 32, device="meta")
+    recorder = _DeviceRecorder()
+    with recorder:
+        FusedSamAttention(module)(x)
+    assert recorder.devices == {"meta"}
+    recorder = _DeviceRecorder()
+    with recorder:
+        module(x)
+    assert "cpu" in recorder.devices  # SAM's own path, for contrast
+
+
+def test_autotune_key_is_the_same_for_every_call() -> None:
+    """The autotuner keys on shapes and flags only: two encoder calls with other values (and other
+    strides of the same shape) hit the same cache entry, so nothing re-tunes per call."""
+    from medkd.kernels.flash_kernel import AUTOTUNE_KEY, _attention_fwd, kernel_arguments
+    from medkd.kernels.sam_attention import rel_pos_offsets
+
+    names = _attention_fwd.__code__.co_varnames[: _attention_fwd.__code__.co_argcount]
+    keys = []
+    for packed in (True, False):
+        qkv = torch.randn(1, 20, 3, 2, 8)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0) if packed else (t.contiguous() for t in qkv.permute(2, 0, 3, 1, 4))
+        tables = rel_pos_offsets(q, torch.randn(7, 8), torch.randn(9, 8), (4, 5))
+        _, args, constexprs = kernel_arguments(
+            q, k, v, scale=torch.rand(()).item(), rel_pos=tables, rel_offsets=True, bias=None, dilation=1,
+            interpret=False,
+        )  # fmt: skip
+        values = {**dict(zip(names, args, strict=False)), **constexprs}
+        keys.append(tuple(values[name] for name in AUTOTUNE_KEY))
+    assert keys[0] == keys[1] and all(isinstance(value, (int, bool)) for value in keys[0])

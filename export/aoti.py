@@ -1,0 +1,97 @@
+"""``medkd export aoti``: ``torch.export`` + AOTInductor, a deployable ``.pt2`` package without ONNX.
+
+One package holds the models ``encoder`` and ``decoder`` (the low-resolution decoder of
+``decoder_trt.onnx``, with dynamic prompt and point counts), or ``unet``; each carries the export
+layout as AOTInductor metadata (``medkd_layout``), so the package alone is enough to run it.
+Compiled for the CPU, or for CUDA where a GPU is present (``device``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch._inductor.package import load_package, package_aoti
+
+from medkd.artifacts import atomic_path
+from medkd.export.graphs import ImageEncoder, LowResDecoder, UNetGraph, traceable
+from medkd.export.runtime import ExportedSegmenter
+
+LAYOUT_KEY = "medkd_layout"
+
+
+def _graphs(family: str, module: nn.Module, size: int, grid: int | None) -> dict[str, tuple[nn.Module, tuple, dict]]:
+    if family == "unet":
+        batch = torch.export.Dim("batch", min=1, max=64)
+        return {"unet": (UNetGraph(module), (torch.zeros(2, 4, size, size),), {"image": {0: batch}})}
+    prompts = torch.export.Dim("prompts", min=1, max=256)
+    points = torch.export.Dim("points", min=1, max=64)
+    coords = torch.zeros(2, 3, 2)
+    labels = torch.tensor([[1.0, 2.0, 3.0]] * 2)
+    return {
+        "encoder": (ImageEncoder(module), (torch.zeros(1, 3, size, size),), {"image": None}),
+        "decoder": (
+            LowResDecoder(module),
+            (torch.zeros(1, 256, grid, grid), coords, labels),
+            {"image_embeddings": None, "point_coords": {0: prompts, 1: points}, "point_labels": {0: prompts, 1: points}},
+        ),
+    }
+
+
+def export_aoti(module: nn.Module, layout: dict[str, Any], path: Path, device: str = "cpu") -> list[str]:
+    """Compile every graph of ``module`` into one ``.pt2`` package at ``path``; returns the model names."""
+    family = layout["model"]["family"]
+    size = int(layout["preprocessing"]["input_size"])
+    module = module.to(device).eval()
+    compiled: dict[str, list] = {}
+    with traceable(module), torch.no_grad():
+        for name, (graph, args, shapes) in _graphs(family, module, size, layout["model"].get("embedding_grid")).items():
+            args = tuple(a.to(device) for a in args)
+            program = torch.export.export(graph.eval(), args, dynamic_shapes=shapes, strict=False)
+            options = {
+                "aot_inductor.package": True,
+                "aot_inductor.metadata": {LAYOUT_KEY: json.dumps(layout, sort_keys=True)},
+            }
+            compiled[name] = torch._inductor.aot_compile(program.module(), args, options=options)
+    with atomic_path(path) as tmp:
+        package_aoti(str(tmp) + ".pt2", compiled)
+        Path(str(tmp) + ".pt2").replace(tmp)
+    return list(compiled)
+
+
+class AotiSegmenter(ExportedSegmenter):
+    """A ``.pt2`` package made by :func:`export_aoti`, run through the ``Segmenter`` contract."""
+
+    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+        first = load_package(str(path), model_name="unet" if _has_model(path, "unet") else "encoder")
+        super().__init__(json.loads(first.get_metadata()[LAYOUT_KEY]), str(path))
+        self.device = torch.device(device)
+        names = ("unet",) if self.family == "unet" else ("encoder", "decoder")
+        self.models = {name: load_package(str(path), model_name=name) for name in names}
+
+    def _run(self, name: str, *arrays: np.ndarray) -> list[np.ndarray]:
+        outputs = self.models[name]([torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in arrays])
+        if isinstance(outputs, torch.Tensor):
+            outputs = [outputs]
+        return [o.detach().cpu().clone().numpy() for o in outputs]  # outputs may alias reused buffers
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        return np.concatenate([self._run("encoder", image[None])[0] for image in images])
+
+    def decode(self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        masks, scores = self._run("decoder", embedding, coords, labels)
+        return masks, scores
+
+    def unet(self, inputs: np.ndarray) -> np.ndarray:
+        return self._run("unet", inputs)[0]
+
+
+def _has_model(path: str | Path, name: str) -> bool:
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return any(f"/aotinductor/{name}/" in entry or entry.startswith(f"aotinductor/{name}/") for entry in archive.namelist())

@@ -1,0 +1,130 @@
+"""Agreement of exported graphs with the PyTorch model on real images from a data manifest.
+
+For each sampled object (ground-truth box, and the object's centre point) the torch ``Segmenter`` and
+the exported one see the same model input and prompts; recorded are the largest absolute difference
+of their low-resolution mask logits and the DSC of their masks in original pixels. For SAM models the
+fixed-point-count decoder (``decoder_trt``) is compared with its torch module on the same padded
+prompts, the ``SamOnnxModel`` decoder's full-size ``masks`` output with eval's mask, and the encoder's
+embeddings directly.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from itertools import chain, zip_longest
+from typing import Any
+
+import numpy as np
+import torch
+
+from medkd.data.geometry import plan_geometry
+from medkd.data.loading import RowLoader
+from medkd.data.manifest import DataManifest, ManifestRow
+from medkd.data.prompts import centre_point
+from medkd.evaluation.segmenter import Prompts, Segmenter
+from medkd.export.graphs import LowResDecoder
+from medkd.export.prompts import pad_points, prompt_points, select_masks
+from medkd.export.runtime import OnnxSegmenter, cpu_session
+from medkd.metrics import overlap
+
+MAX_LOGIT_DIFF = 1e-3
+MIN_DSC = 0.99
+
+
+def sample_rows(manifest: DataManifest, count: int, split: str | None = "test") -> list[ManifestRow]:
+    """``count`` objects taken in turn from each dataset (manifest order), one per image."""
+    by_dataset: dict[str, list[ManifestRow]] = defaultdict(list)
+    seen = set()
+    for row in manifest.select(split):
+        if row.image_key not in seen:
+            seen.add(row.image_key)
+            by_dataset[row.dataset].append(row)
+    interleaved = (r for r in chain.from_iterable(zip_longest(*by_dataset.values())) if r is not None)
+    return [row for _, row in zip(range(count), interleaved)]
+
+
+def _prompts(row: ManifestRow, geometry, mask: np.ndarray, family: str) -> list[Prompts]:
+    box = Prompts(boxes=geometry.boxes_to_model(np.array([row.box])))
+    if family == "unet":
+        return [box]
+    point = geometry.points_to_model(centre_point(mask))[None]
+    return [box, Prompts(point_coords=point, point_labels=np.ones((1, 1), np.int64))]
+
+
+def _dsc(a: torch.Tensor, b: torch.Tensor) -> float:
+    return overlap(a.numpy(), b.numpy())[0]
+
+
+def validate_export(
+    reference: Segmenter,
+    exported: OnnxSegmenter,
+    rows: list[ManifestRow],
+    loader: RowLoader,
+    decoder_trt: str | None = None,
+    point_slots: int = 0,
+) -> dict[str, Any]:
+    """Measured agreement (per check: max abs logit difference, min / mean DSC) over ``rows``."""
+    logit_diffs, dscs, embed_diffs, trt_diffs, interface_dscs = [], [], [], [], []
+    trt_session = cpu_session(decoder_trt) if decoder_trt else None
+    trt_module = LowResDecoder(reference.module) if decoder_trt else None
+    for row in rows:
+        image = loader.image(row)
+        geometry = plan_geometry(image.shape[:2], reference.input_size)
+        model_input = geometry.image_to_model(image)[None]
+        for prompts in _prompts(row, geometry, loader.mask(row), reference.family):
+            ours = exported(model_input, [prompts])[0]
+            theirs = reference(model_input, [prompts])[0].float().cpu()
+            logit_diffs.append(float((ours - theirs).abs().max()))
+            truth_mask = geometry.mask_to_original(theirs) > 0
+            dscs.append(_dsc(geometry.mask_to_original(ours) > 0, truth_mask))
+            if reference.family != "sam":
+                continue
+            embedding = exported.encode(model_input.numpy())
+            with torch.inference_mode():
+                torch_embedding = reference.module.image_encoder(model_input.to(reference.device)).float().cpu()
+            embed_diffs.append(float(np.abs(embedding - torch_embedding.numpy()).max()))
+            coords, labels = prompt_points(prompts)
+            full = exported.sessions["decoder"].run(
+                ["masks", "iou_predictions"],
+                {
+                    "image_embeddings": embedding,
+                    "point_coords": coords,
+                    "point_labels": labels,
+                    "mask_input": np.zeros((1, 1, 4 * embedding.shape[-1], 4 * embedding.shape[-1]), np.float32),
+                    "has_mask_input": np.zeros(1, np.float32),
+                    "orig_im_size": np.array(image.shape[:2], np.float32),
+                },
+            )
+            interface_dscs.append(_dsc(torch.from_numpy(select_masks(*full, prompts) > 0), truth_mask))
+            if trt_session is not None:
+                coords, labels = pad_points(coords, labels, point_slots)
+                onnx_out = trt_session.run(None, {"image_embeddings": embedding, "point_coords": coords, "point_labels": labels})
+                with torch.inference_mode():
+                    torch_out = trt_module(torch.from_numpy(embedding), torch.from_numpy(coords), torch.from_numpy(labels))
+                trt_diffs.append(max(float(np.abs(a - b.numpy()).max()) for a, b in zip(onnx_out, torch_out)))
+    report: dict[str, Any] = {
+        "samples": len(rows),
+        "objects": [row.id for row in rows],
+        "prompts": len(dscs),
+        "max_abs_logit_diff": max(logit_diffs),
+        "min_mask_dsc": min(dscs),
+        "mean_mask_dsc": float(np.mean(dscs)),
+    }
+    if embed_diffs:
+        report["encoder_max_abs_diff"] = max(embed_diffs)
+        report["interface_masks_min_dsc"] = min(interface_dscs)
+    if trt_diffs:
+        report["decoder_trt_max_abs_diff"] = max(trt_diffs)
+    return report
+
+
+def failures(report: dict[str, Any], max_logit_diff: float, min_dsc: float) -> list[str]:
+    """The thresholds ``report`` misses, as readable phrases."""
+    problems = []
+    for key in ("max_abs_logit_diff", "decoder_trt_max_abs_diff"):
+        if report.get(key, 0.0) > max_logit_diff:
+            problems.append(f"{key} {report[key]:.3g} > {max_logit_diff:g}")
+    for key in ("min_mask_dsc", "interface_masks_min_dsc"):
+        if report.get(key, 1.0) < min_dsc:
+            problems.append(f"{key} {report[key]:.4f} < {min_dsc:g}")
+    return problems

@@ -17,9 +17,14 @@ import torch
 from torch import nn
 from torch._inductor.package import load_package, package_aoti
 
-from medkd.artifacts import atomic_path
+from medkd.artifacts import ArtifactInput, Manifest, atomic_path, hash_files, sha256_file, write_manifest
+from medkd.data import ArrayCache, RowLoader, load_manifest
+from medkd.errors import BadInput, MedkdError
 from medkd.export.graphs import ImageEncoder, LowResDecoder, UNetGraph, traceable
+from medkd.export.layout import base_layout
 from medkd.export.runtime import ExportedSegmenter
+from medkd.export.source import load_source
+from medkd.export.validate import MAX_LOGIT_DIFF, MIN_DSC, failures, sample_rows, validate_export
 
 LAYOUT_KEY = "medkd_layout"
 
@@ -44,6 +49,7 @@ def _graphs(family: str, module: nn.Module, size: int, grid: int | None) -> dict
 
 def export_aoti(module: nn.Module, layout: dict[str, Any], path: Path, device: str = "cpu") -> list[str]:
     """Compile every graph of ``module`` into one ``.pt2`` package at ``path``; returns the model names."""
+    layout = {**layout, "format": "aoti", "device": device}
     family = layout["model"]["family"]
     size = int(layout["preprocessing"]["input_size"])
     module = module.to(device).eval()
@@ -66,10 +72,10 @@ def export_aoti(module: nn.Module, layout: dict[str, Any], path: Path, device: s
 class AotiSegmenter(ExportedSegmenter):
     """A ``.pt2`` package made by :func:`export_aoti`, run through the ``Segmenter`` contract."""
 
-    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+    def __init__(self, path: str | Path) -> None:
         first = load_package(str(path), model_name="unet" if _has_model(path, "unet") else "encoder")
         super().__init__(json.loads(first.get_metadata()[LAYOUT_KEY]), str(path))
-        self.device = torch.device(device)
+        self.device = torch.device(self.layout["device"])
         names = ("unet",) if self.family == "unet" else ("encoder", "decoder")
         self.models = {name: load_package(str(path), model_name=name) for name in names}
 
@@ -95,3 +101,31 @@ def _has_model(path: str | Path, name: str) -> bool:
 
     with zipfile.ZipFile(path) as archive:
         return any(f"/aotinductor/{name}/" in entry or entry.startswith(f"aotinductor/{name}/") for entry in archive.namelist())
+
+
+AOTI_KIND = "aoti"
+PACKAGE_FILE = "model.pt2"
+
+
+def export_aoti_artifact(reference: str, out: Path, data: Path, samples: int = 2, split: str | None = "test", checkpoint: str | None = None, device: str = "cpu") -> Manifest:
+    """Package ``reference`` into ``out/model.pt2``, check it against PyTorch on ``data`` (manifest last)."""
+    manifest = load_manifest(data)
+    rows = sample_rows(manifest, samples, split)
+    if not rows:
+        raise BadInput(f"{data} has no objects in split '{split}' to validate the package on")
+    source = load_source(reference, checkpoint)
+    seg = source.segmenter
+    layout = base_layout(seg.name, seg.family, source.kwargs, source.embedding_grid, seg.input_size, reference, 0)
+    models = export_aoti(source.module, layout, out / PACKAGE_FILE, device)
+    report = validate_export(seg, AotiSegmenter(out / PACKAGE_FILE), rows, RowLoader(manifest, ArrayCache(None)))
+    problems = failures(report, MAX_LOGIT_DIFF, MIN_DSC)
+    if problems:
+        raise MedkdError(f"the AOTInductor package disagrees with PyTorch: {'; '.join(problems)}")
+    result = Manifest(
+        kind=AOTI_KIND,
+        config={"export": {**layout, "format": "aoti", "device": device, "models": models, "file": PACKAGE_FILE}},
+        inputs=source.inputs + [ArtifactInput("data-manifest", str(data), sha256_file(data))],
+        files=hash_files(out, [PACKAGE_FILE]),
+        metrics={"validation": report},
+    )
+    return write_manifest(out, result)

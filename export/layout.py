@@ -69,3 +69,12 @@ def read_layout(directory: str | Path) -> dict[str, Any]:
     if manifest.kind != EXPORT_KIND or not isinstance(layout, dict):
         raise BadInput(f"{directory} holds a '{manifest.kind}' artifact, not a medkd export")
     return layout
+
+
+def base_layout(name: str, family: str, kwargs: dict[str, Any], grid: int | None, size: int, source: str, point_slots: int) -> dict[str, Any]:
+    """The parts of a layout every export format shares: model, preprocessing and prompt format."""
+    return {
+        "model": {"name": name, "family": family, "kwargs": kwargs, "embedding_grid": grid, "source": source},
+        "preprocessing": preprocessing(size),
+        "prompts": {"format": UNET_PROMPTS if family == "unet" else SAM_PROMPTS, "point_slots": None if family == "unet" else point_slots},
+    }

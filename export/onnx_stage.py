@@ -22,7 +22,7 @@ from medkd.artifacts import ArtifactInput, Manifest, hash_files, sha256_file, wr
 from medkd.data import ArrayCache, RowLoader, load_manifest
 from medkd.errors import BadInput, MedkdError
 from medkd.export.graphs import ImageEncoder, LowResDecoder, SamInterfaceDecoder, UNetGraph, set_gelu_approximate, traceable
-from medkd.export.layout import EXPORT_KIND, SAM_PROMPTS, UNET_PROMPTS, graph_entry, preprocessing
+from medkd.export.layout import EXPORT_KIND, base_layout, graph_entry
 from medkd.export.onnx_graph import GraphIO, check_opset, export_onnx
 from medkd.export.runtime import OnnxSegmenter
 from medkd.export.source import load_source
@@ -131,9 +131,7 @@ def export_onnx_artifact(reference: str, out: Path, data: Path, options: OnnxOpt
             graphs = _sam_graphs(exported_module, size, grid, staging, options)
         layout = {
             "format": "onnx",
-            "model": {"name": reference_segmenter.name, "family": family, "kwargs": source.kwargs, "embedding_grid": grid, "source": reference},
-            "preprocessing": preprocessing(size),
-            "prompts": {"format": UNET_PROMPTS if family == "unet" else SAM_PROMPTS, "point_slots": None if family == "unet" else options.point_slots},
+            **base_layout(reference_segmenter.name, family, source.kwargs, grid, size, reference, options.point_slots),
             "graphs": graphs,
             "profiles": profiles(family, size, grid, options),
             "opset": options.opset,

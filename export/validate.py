@@ -4,7 +4,7 @@ For each sampled object (ground-truth box, and the object's centre point) the to
 the exported one see the same model input and prompts; recorded are the largest absolute difference
 of their low-resolution mask logits and the DSC of their masks in original pixels. For SAM models the
 fixed-point-count decoder (``decoder_trt``) is compared with its torch module on the same padded
-prompts, the ``SamOnnxModel`` decoder's full-size ``masks`` output with eval's mask, and the encoder's
+prompts, and for ONNX the ``SamOnnxModel`` decoder's full-size ``masks`` output with eval's mask, and the encoder's
 embeddings directly.
 """
 
@@ -24,7 +24,7 @@ from medkd.data.prompts import centre_point
 from medkd.evaluation.segmenter import Prompts, Segmenter
 from medkd.export.graphs import LowResDecoder
 from medkd.export.prompts import pad_points, prompt_points, select_masks
-from medkd.export.runtime import OnnxSegmenter, cpu_session
+from medkd.export.runtime import ExportedSegmenter, OnnxSegmenter, cpu_session
 from medkd.metrics import overlap
 
 MAX_LOGIT_DIFF = 1e-3
@@ -57,7 +57,7 @@ def _dsc(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def validate_export(
     reference: Segmenter,
-    exported: OnnxSegmenter,
+    exported: ExportedSegmenter,
     rows: list[ManifestRow],
     loader: RowLoader,
     decoder_trt: str | None = None,
@@ -77,7 +77,7 @@ def validate_export(
             logit_diffs.append(float((ours - theirs).abs().max()))
             truth_mask = geometry.mask_to_original(theirs) > 0
             dscs.append(_dsc(geometry.mask_to_original(ours) > 0, truth_mask))
-            if reference.family != "sam":
+            if reference.family != "sam" or not isinstance(exported, OnnxSegmenter):
                 continue
             embedding = exported.encode(model_input.numpy())
             with torch.inference_mode():

@@ -20,6 +20,8 @@ from medkd.cli import cache as cache_cli
 from medkd.cli.distill import distill_command
 from medkd.cli import data as data_cli
 from medkd.cli import evaluate as evaluate_cli
+from medkd.cli import export as export_cli
+from medkd.cli.segment import segment_command
 from medkd.errors import BadInput, MedkdError
 
 app = typer.Typer(
@@ -35,6 +37,8 @@ app.add_typer(weights.app, name="weights")
 app.add_typer(data_cli.app, name="data")
 app.command("eval")(evaluate_cli.eval_command)
 app.command("adapt")(adapt_command)
+app.add_typer(export_cli.app, name="export")
+app.command("segment")(segment_command)
 app.command("distill")(distill_command)
 app.add_typer(cache_cli.app, name="cache")
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medkd.artifacts import read_manifest
 from medkd.data.prompts import box_mask
 from medkd.errors import BadInput
 from medkd.zoo import create_model, get_spec, load_model
@@ -82,8 +83,28 @@ class Segmenter:
         return self.module(inputs)[:, 0]
 
 
+EXPORTED_SUFFIXES = (".pt2", ".plan")
+
+
+def _exported(reference: str, checkpoint: str | None) -> Segmenter | None:
+    """An exported model (export artifact, ``.pt2`` package, TensorRT ``.plan``) behind the same contract."""
+    path = Path(reference)
+    is_export = path.is_dir() and (path / "manifest.json").is_file() and read_manifest(path).kind in ("export", "engines", "aoti")
+    if not is_export and path.suffix not in EXPORTED_SUFFIXES:
+        return None
+    if checkpoint is not None:
+        raise BadInput("--checkpoint applies to zoo names, not to exported models")
+    from medkd.export.sessions import open_exported
+
+    return open_exported(path)  # type: ignore[return-value]
+
+
 def load_segmenter(reference: str, checkpoint: str | None = None, device: str = "auto") -> Segmenter:
-    """A zoo model name (with an optional checkpoint) or a medkd model artifact directory."""
+    """A zoo model name (with an optional checkpoint), a medkd model artifact directory, or an exported
+    model: an export artifact (ONNX Runtime), a ``.pt2`` AOTInductor package or a TensorRT ``.plan``."""
+    exported = _exported(reference, checkpoint)
+    if exported is not None:
+        return exported
     chosen = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
     if Path(reference).is_dir():
         if checkpoint is not None:

@@ -1,0 +1,35 @@
+"""``medkd segment``: one image or NIfTI slice, box / point prompts, one mask file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from medkd.data.modality import canonical_modality
+from medkd.errors import BadInput
+
+
+def segment_command(
+    model: str = typer.Option(..., "--model", "-m", help="Export directory (ONNX Runtime), .pt2 package, TensorRT .plan, or any model eval takes."),
+    image: Path = typer.Option(..., "--image", "-i", help="PNG / JPEG / NIfTI / DICOM / NPZ image."),
+    out: Path = typer.Option(..., "--out", "-o", help="mask.png (0/255) or mask.nii.gz."),
+    box: str = typer.Option(None, "--box", help="x0,y0,x1,y1 in original pixels (ends inclusive)."),
+    point: list[str] = typer.Option(None, "--point", help="x,y[,label] (label 1 object, 0 background); repeatable."),
+    slice_index: int = typer.Option(None, "--slice", help="Slice of a volume (NIfTI array axis 2)."),
+    modality: str = typer.Option("unknown", help="Modality as in the manifest (CT windows Hounsfield units; others clip percentiles)."),
+) -> None:
+    """Segment one object with eval's exact pre- and post-processing and write its mask."""
+    from medkd.evaluation import load_segmenter
+    from medkd.export.segment import MASK_SUFFIXES, load_slice, parse_box, parse_points, segment_image, write_mask
+
+    if not image.exists():
+        raise BadInput(f"{image} does not exist")
+    if not out.name.lower().endswith(MASK_SUFFIXES):
+        raise BadInput(f"--out must end in {', '.join(MASK_SUFFIXES)}, not {out.name}")
+    points, labels = parse_points(point)
+    rgb = load_slice(image, canonical_modality(modality), slice_index)
+    segmenter = load_segmenter(model, None, "auto")
+    mask = segment_image(segmenter, rgb, None if box is None else parse_box(box), points, labels)
+    write_mask(mask, out, image, slice_index)
+    typer.echo(f"wrote {out}: {int(mask.sum())} of {mask.size} pixels")

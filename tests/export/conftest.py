@@ -1,0 +1,68 @@
+"""Tiny model artifacts, a real-data manifest and exports made once per session."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medkd.cli import run
+from medkd.data import build_manifest, save_manifest
+from medkd.zoo import create_model, save_model_artifact
+
+TINY_SAM = {"embed_dim": 32, "depth": 1, "num_heads": 2, "global_attn_indexes": (0,), "window_size": 8}
+TINY_UNET = {"channels": (4, 8, 16), "num_res_units": 0}
+
+
+def make_artifact(directory, name, kwargs, seed=0):
+    torch.manual_seed(seed)
+    save_model_artifact(create_model(name, **kwargs), directory, name=name, kind="model", model_kwargs=kwargs)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def ct_manifest(shared_data, tmp_path_factory):
+    """The CT organ slices of ../shared/data (4 images, 30 objects)."""
+    path = tmp_path_factory.mktemp("ct") / "ct.jsonl"
+    save_manifest(build_manifest(shared_data / "ct-organs", progress=False), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def hippocampus_manifest(shared_data, tmp_path_factory):
+    """Two hippocampus MRI volumes (NIfTI) of ../shared/data."""
+    root = tmp_path_factory.mktemp("hippo") / "data"
+    source = shared_data / "hippocampus-mri"
+    for folder in ("imagesTr", "labelsTr"):
+        (root / folder).mkdir(parents=True)
+        for path in sorted((source / folder).glob("*.nii.gz"))[:2]:
+            (root / folder / path.name).symlink_to(path)
+    (root / "dataset.json").symlink_to(source / "dataset.json")
+    path = root.parent / "hippo.jsonl"
+    save_manifest(build_manifest(root, progress=False), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_sam(tmp_path_factory):
+    return make_artifact(tmp_path_factory.mktemp("tiny-sam") / "student", "sam-vit-stand-in", TINY_SAM)
+
+
+@pytest.fixture(scope="session")
+def tiny_unet(tmp_path_factory):
+    return make_artifact(tmp_path_factory.mktemp("tiny-unet") / "student", "unet", TINY_UNET)
+
+
+def export_onnx(source, out, manifest, *extra):
+    code = run(["export", "onnx", str(source), "--out", str(out), "--data", str(manifest), "--split", "all", "--validate-samples", "2", *extra])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def sam_export(tiny_sam, ct_manifest, tmp_path_factory):
+    return export_onnx(tiny_sam, tmp_path_factory.mktemp("sam-export") / "export", ct_manifest)
+
+
+@pytest.fixture(scope="session")
+def unet_export(tiny_unet, ct_manifest, tmp_path_factory):
+    return export_onnx(tiny_unet, tmp_path_factory.mktemp("unet-export") / "export", ct_manifest)

@@ -76,7 +76,21 @@ def models(
             f"{entry['encoder_gflops']:.1f}",
             "-" if checkpoint is None else checkpoint["file"],
         )
-    stdout_console().print(table)
+    console = stdout_console()
+    console.print(table)
+    console.print(_checkpoint_table(entries))
+
+
+def _checkpoint_table(entries: list[dict[str, Any]]) -> Table:
+    """Published checkpoints: file, URL and SHA-256 (or how to obtain the file)."""
+    table = Table(title="published checkpoints")
+    for column in ("name", "file", "URL", "SHA-256"):
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        checkpoint = entry["checkpoint"]
+        if checkpoint is not None:
+            table.add_row(entry["name"], checkpoint["file"], checkpoint["url"] or checkpoint["note"], checkpoint["sha256"] or "-")
+    return table
 
 
 @app.command()

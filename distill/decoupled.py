@@ -19,6 +19,10 @@ from medkd.distill.perceptual import FeatureNetwork, perceptual_distance
 from medkd.distill.sam_forward import BoxPromptedSam, decode_boxes
 from medkd.errors import BadInput
 
+# Parts of an image encoder that the embedding never passes through (DDP requires every trained
+# parameter to take part in the loss).
+UNUSED_ENCODER_PARTS = ("head", "norm_head")
+
 
 def embedding_grid(sam: nn.Module) -> int:
     """Side of a SAM's image embedding grid (what its prompt encoder expects)."""
@@ -40,6 +44,9 @@ def copy_prompt_path(student: nn.Module, teacher: nn.Module) -> nn.Module:
     student.mask_decoder.load_state_dict(teacher.mask_decoder.state_dict())
     student.requires_grad_(False)
     student.image_encoder.requires_grad_(True)
+    for unused in UNUSED_ENCODER_PARTS:  # TinyViT's ImageNet classifier, kept in the state dict only
+        if hasattr(student.image_encoder, unused):
+            getattr(student.image_encoder, unused).requires_grad_(False)
     return student
 
 
@@ -78,13 +85,24 @@ class EncoderKDTask:
         return mse + self.perceptual_weight * perceptual, metrics
 
 
+class DecoderOnlySam(BoxPromptedSam):
+    """Box-prompted SAM whose frozen parts stay in eval mode while training (TinyViT's BatchNorm
+    statistics would otherwise drift although no weight trains)."""
+
+    def train(self, mode: bool = True) -> DecoderOnlySam:
+        super().train(mode)
+        self.sam.image_encoder.eval()
+        self.sam.prompt_encoder.eval()
+        return self
+
+
 class DecoderTask:
     """Mask decoder fine-tuned on ground truth under box prompts; everything else frozen."""
 
     def __init__(self, sam: nn.Module, bce_weight: float) -> None:
         sam.requires_grad_(False)
         sam.mask_decoder.requires_grad_(True)
-        self.module = BoxPromptedSam(sam)
+        self.module = DecoderOnlySam(sam)
         self.bce_weight = bce_weight
 
     def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:

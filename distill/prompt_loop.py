@@ -72,6 +72,14 @@ class PromptLoop(nn.Module):
         self.teacher = teacher_head
         self.refinements = refinements
 
+    def train(self, mode: bool = True) -> PromptLoop:
+        """Only the student's decoder trains: everything else stays in eval mode (BatchNorm statistics)."""
+        super().train(mode)
+        self.student.image_encoder.eval()
+        self.student.prompt_encoder.eval()
+        self.teacher.eval()
+        return self
+
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
         size = batch["image"].shape[-1]
         with torch.no_grad():

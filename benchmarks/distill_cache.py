@@ -1,0 +1,115 @@
+"""Epoch time of decoupled distillation with the teacher-embedding cache against the teacher run online.
+
+    python benchmarks/distill_cache.py                # sam-vit-b (1024 px) -> tinyvit, 3 real images
+    python benchmarks/distill_cache.py --images 8
+
+Teacher ``sam-vit-b`` (random weights: the cost does not depend on them) at 1024 px, student ``tinyvit``
+(MobileSAM's vit_t). One epoch = every image once, batch 1. Online: teacher forward + student step per
+image. Cached: the cache is filled once (timed: it costs one online pass of the teacher), then every
+epoch reads fp16 embeddings from the shards + student step. Reported separately: the time to provide the
+teacher targets for an epoch (teacher forward vs cache read) and the whole epoch (with the student's
+forward, backward and AdamW step, which the cache cannot remove). Writes
+``benchmarks/results/distill_cache.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from medkd.artifacts import atomic_write_json, software_versions  # noqa: E402
+from medkd.data import ArrayCache, ObjectDataset, RowLoader, build_manifest  # noqa: E402
+from medkd.distill.distributed import World  # noqa: E402
+from medkd.distill.embedding_cache import EmbeddingCache  # noqa: E402
+from medkd.distill.teacher_targets import TargetKeys, fill_cache, teacher_identity  # noqa: E402
+from medkd.zoo import create_model  # noqa: E402
+
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "distill_cache.json"
+
+
+def _student_step(student: torch.nn.Module, optimizer: torch.optim.Optimizer, image: torch.Tensor, target: torch.Tensor) -> float:
+    started = time.perf_counter()
+    loss = F.mse_loss(student.image_encoder(image), target)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("MEDKD_DATA", ROOT.parent / "shared" / "data")))
+    parser.add_argument("--images", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    manifest = build_manifest(args.data / "fetal-head-us", progress=False)
+    rows = manifest.select("train")[: args.images]
+    loader = RowLoader(manifest, ArrayCache(None))
+    teacher = create_model("sam-vit-b").requires_grad_(False)
+    student = create_model("tinyvit").train()
+    student.image_encoder.requires_grad_(True)
+    optimizer = torch.optim.AdamW([p for p in student.image_encoder.parameters() if p.requires_grad], lr=1e-4)
+    items = ObjectDataset(rows, loader, 1024)
+    images = [items[i]["image"][None] for i in range(len(rows))]
+
+    online_teacher, online_student = 0.0, 0.0
+    for image in images:
+        started = time.perf_counter()
+        with torch.inference_mode():
+            target = teacher.image_encoder(image)
+        online_teacher += time.perf_counter() - started
+        online_student += _student_step(student, optimizer, image, target.clone())
+
+    with tempfile.TemporaryDirectory() as directory:
+        cache = EmbeddingCache(directory)
+        keys = TargetKeys.compute(rows, loader, teacher_identity("sam-vit-b", None, {}, teacher), "embedding", 1024, "none")
+        started = time.perf_counter()
+        fill_cache(cache, teacher, "embedding", items, keys, World(), batch_size=1)
+        fill_seconds = time.perf_counter() - started
+        cached_read, cached_student = 0.0, 0.0
+        for index, image in enumerate(images):
+            started = time.perf_counter()
+            target = torch.from_numpy(EmbeddingCache(directory).get(keys.keys[index]).astype("float32"))[None]
+            cached_read += time.perf_counter() - started
+            cached_student += _student_step(student, optimizer, image, target)
+        entry_bytes = cache.info()["entry_bytes"] // len(cache)
+
+    result = {
+        "kind": "medkd.bench.distill-cache",
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()},
+        "software": software_versions(),
+        "teacher": "sam-vit-b (random weights), 1024 px",
+        "student": "tinyvit (MobileSAM vit_t), 1024 px, batch 1, fp32",
+        "images": len(rows),
+        "entry_bytes": entry_bytes,
+        "fill_seconds": round(fill_seconds, 2),
+        "epoch_targets_seconds": {"online_teacher": round(online_teacher, 2), "cache_read": round(cached_read, 4)},
+        "epoch_seconds": {"online": round(online_teacher + online_student, 2), "cached": round(cached_read + cached_student, 2)},
+        "speedup_targets": round(online_teacher / cached_read, 1),
+        "speedup_epoch": round((online_teacher + online_student) / (cached_read + cached_student), 2),
+    }
+    atomic_write_json(args.out, result)
+    print(
+        f"{len(rows)} images: targets online {online_teacher:.1f} s vs cache {cached_read * 1e3:.1f} ms "
+        f"({result['speedup_targets']}x); epoch {result['epoch_seconds']['online']} s vs {result['epoch_seconds']['cached']} s "
+        f"({result['speedup_epoch']}x); fill {fill_seconds:.1f} s, {entry_bytes / (1 << 20):.2f} MiB per entry"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,7 @@ the exported one see the same model input and prompts; recorded are the largest 
 of their low-resolution mask logits and the DSC of their masks in original pixels. For SAM models the
 fixed-point-count decoder (``decoder_trt``) is compared with its torch module on the same padded
 prompts, and for ONNX the ``SamOnnxModel`` decoder's full-size ``masks`` output with eval's mask, and the encoder's
-embeddings directly.
+embeddings directly (one encoder pass per image and runtime, shared by the prompts).
 """
 
 from __future__ import annotations
@@ -71,18 +71,24 @@ def validate_export(
         image = loader.image(row)
         geometry = plan_geometry(image.shape[:2], reference.input_size)
         model_input = geometry.image_to_model(image)[None]
-        for prompts in _prompts(row, geometry, loader.mask(row), reference.family):
-            ours = exported(model_input, [prompts])[0]
-            theirs = reference(model_input, [prompts])[0].float().cpu()
+        prompt_list = _prompts(row, geometry, loader.mask(row), reference.family)
+        onnx_sam = reference.family == "sam" and isinstance(exported, OnnxSegmenter)
+        if onnx_sam:  # one encoder pass per image and runtime, shared by the prompts
+            embedding = exported.encode(model_input.numpy())
+            with torch.inference_mode():
+                torch_embedding = reference.module.image_encoder(model_input.to(reference.device))
+                theirs_list = [reference._sam(torch_embedding, p).float().cpu() for p in prompt_list]
+            embed_diffs.append(float(np.abs(embedding - torch_embedding.float().cpu().numpy()).max()))
+            ours_list = [torch.from_numpy(select_masks(*exported.decode(embedding, *prompt_points(p)), p)) for p in prompt_list]
+        else:
+            ours_list = [exported(model_input, [p])[0] for p in prompt_list]
+            theirs_list = [reference(model_input, [p])[0].float().cpu() for p in prompt_list]
+        for prompts, ours, theirs in zip(prompt_list, ours_list, theirs_list):
             logit_diffs.append(float((ours - theirs).abs().max()))
             truth_mask = geometry.mask_to_original(theirs) > 0
             dscs.append(_dsc(geometry.mask_to_original(ours) > 0, truth_mask))
-            if reference.family != "sam" or not isinstance(exported, OnnxSegmenter):
+            if not onnx_sam:
                 continue
-            embedding = exported.encode(model_input.numpy())
-            with torch.inference_mode():
-                torch_embedding = reference.module.image_encoder(model_input.to(reference.device)).float().cpu()
-            embed_diffs.append(float(np.abs(embedding - torch_embedding.numpy()).max()))
             coords, labels = prompt_points(prompts)
             full = exported.sessions["decoder"].run(
                 ["masks", "iou_predictions"],

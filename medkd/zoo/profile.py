@@ -47,7 +47,7 @@ def profile_model(spec: ModelSpec, **kwargs) -> ModelProfile:
     with device:
         model = spec.build(**kwargs)
     encoder = encoder_of(model)
-    size = spec.input_size
+    size = getattr(encoder, "img_size", spec.input_size)  # kwargs may change a SAM's input size
     image = torch.zeros(1, input_channels(model), size, size, device=device)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         output = encoder.eval()(image)

@@ -29,11 +29,12 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from medkd.artifacts import atomic_write_json, software_versions  # noqa: E402
-from medkd.data import ArrayCache, ObjectDataset, RowLoader, build_manifest  # noqa: E402
 from medkd.distill.distributed import World  # noqa: E402
 from medkd.distill.embedding_cache import EmbeddingCache  # noqa: E402
 from medkd.distill.teacher_targets import TargetKeys, fill_cache, teacher_identity  # noqa: E402
+
+from medkd.artifacts import atomic_write_json, software_versions  # noqa: E402
+from medkd.data import ArrayCache, ObjectDataset, RowLoader, build_manifest  # noqa: E402
 from medkd.zoo import create_model  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "distill_cache.json"

@@ -35,7 +35,10 @@ import torch.nn.functional as F
 import triton
 import triton.testing
 from segment_anything import sam_model_registry
-from segment_anything.modeling.image_encoder import ImageEncoderViT, add_decomposed_rel_pos
+from segment_anything.modeling.image_encoder import (
+    ImageEncoderViT,
+    add_decomposed_rel_pos,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 try:

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from peft import LoraConfig, get_peft_model
-from torch import nn
-
 from medkd.distill.distributed import World
 from medkd.distill.losses import dice_bce, iou_regression
 from medkd.distill.sam_forward import BoxPromptedSam
 from medkd.distill.trainer import TrainConfig, Trainer
+from peft import LoraConfig, get_peft_model
+from torch import nn
+
 from medkd.artifacts import MANIFEST_NAME, ArtifactInput, read_manifest, sha256_file
 from medkd.data import ObjectDataset, RowLoader, load_manifest
 from medkd.data.cache import ArrayCache, default_cache_dir

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from medkd.distill.losses import dice_bce, iou_regression
 from medkd.distill.perceptual import FeatureNetwork, perceptual_distance
 from medkd.distill.sam_forward import BoxPromptedSam, decode_boxes
+from torch import nn
+
 from medkd.errors import BadInput
 
 # Parts of an image encoder that the embedding never passes through (DDP requires every trained

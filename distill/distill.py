@@ -20,20 +20,31 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from medkd.distill.decoupled import (
+    DecoderTask,
+    EncoderKDTask,
+    copy_prompt_path,
+    embedding_grid,
+    keep_finetuned_decoder,
+)
+from medkd.distill.distributed import World
+from medkd.distill.embedding_cache import EmbeddingCache
+from medkd.distill.perceptual import teacher_features, vgg_features
+from medkd.distill.prompt_loop import PromptHead, PromptLoopTask
+from medkd.distill.sam2unet import UNetKDTask
+from medkd.distill.teacher_targets import (
+    CachedTargetDataset,
+    TargetKeys,
+    fill_cache,
+    teacher_identity,
+)
+from medkd.distill.trainer import TrainConfig, Trainer
 from torch import nn
 
 from medkd.artifacts import ArtifactInput, as_input, read_manifest, sha256_file
 from medkd.data import ObjectDataset, RowLoader, load_manifest
 from medkd.data.cache import ArrayCache, default_cache_dir
 from medkd.data.manifest import ManifestRow
-from medkd.distill.decoupled import DecoderTask, EncoderKDTask, copy_prompt_path, embedding_grid, keep_finetuned_decoder
-from medkd.distill.distributed import World
-from medkd.distill.embedding_cache import EmbeddingCache
-from medkd.distill.perceptual import teacher_features, vgg_features
-from medkd.distill.prompt_loop import PromptHead, PromptLoopTask
-from medkd.distill.sam2unet import UNetKDTask
-from medkd.distill.teacher_targets import CachedTargetDataset, TargetKeys, fill_cache, teacher_identity
-from medkd.distill.trainer import TrainConfig, Trainer
 from medkd.errors import BadInput
 from medkd.evaluation import Segmenter, evaluate
 from medkd.zoo import create_model, get_spec, load_model, save_model_artifact

@@ -38,7 +38,13 @@ from typing import Any
 
 import numpy as np
 
-from medkd.artifacts import atomic_path, atomic_write_json, remove_stale_temporaries, sha256_file, sha256_json
+from medkd.artifacts import (
+    atomic_path,
+    atomic_write_json,
+    remove_stale_temporaries,
+    sha256_file,
+    sha256_json,
+)
 from medkd.errors import BadInput
 
 CACHE_FORMAT = 1

@@ -14,9 +14,9 @@ from __future__ import annotations
 import copy
 
 import torch
+from medkd.distill.losses import dice_bce
 from torch import nn
 
-from medkd.distill.losses import dice_bce
 from medkd.zoo.sam_vit import build_prompt_encoder
 
 

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from medkd.distill.losses import dice_bce
 from medkd.distill.sam_forward import upscale
+from torch import nn
 
 
 class BoxChannelUNet(nn.Module):

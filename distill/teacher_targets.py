@@ -16,6 +16,9 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from medkd.distill.distributed import World, barrier, mean_across_ranks
+from medkd.distill.embedding_cache import EmbeddingCache, entry_key, rank_of
+from medkd.distill.sam_forward import decode_boxes
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -25,9 +28,6 @@ from medkd.data.geometry import PIXEL_MEAN, PIXEL_STD, CropMode, Geometry, plan_
 from medkd.data.manifest import ManifestRow
 from medkd.data.progress import track
 from medkd.data.prompts import box_mask, jitter_box, jitter_for, sample_points
-from medkd.distill.distributed import World, barrier, mean_across_ranks
-from medkd.distill.embedding_cache import EmbeddingCache, entry_key, rank_of
-from medkd.distill.sam_forward import decode_boxes
 from medkd.zoo.artifact import artifact_model_ref
 
 Target = Literal["embedding", "logits"]

@@ -19,13 +19,20 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from medkd.distill.distributed import EpochOrder, World, barrier, mean_across_ranks
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
-from medkd.distill.distributed import EpochOrder, World, barrier, mean_across_ranks
 from medkd.artifacts import atomic_path, remove_stale_temporaries
 from medkd.errors import BadInput
 

@@ -14,17 +14,30 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-from torch._inductor.package import load_package, package_aoti
-
-from medkd.artifacts import ArtifactInput, Manifest, atomic_path, hash_files, sha256_file, write_manifest
-from medkd.data import ArrayCache, RowLoader, load_manifest
-from medkd.errors import BadInput, MedkdError
 from medkd.export.graphs import ImageEncoder, LowResDecoder, UNetGraph, traceable
 from medkd.export.layout import base_layout
 from medkd.export.runtime import ExportedSegmenter
 from medkd.export.source import load_source
-from medkd.export.validate import MAX_LOGIT_DIFF, MIN_DSC, failures, sample_rows, validate_export
+from medkd.export.validate import (
+    MAX_LOGIT_DIFF,
+    MIN_DSC,
+    failures,
+    sample_rows,
+    validate_export,
+)
+from torch import nn
+from torch._inductor.package import load_package, package_aoti
+
+from medkd.artifacts import (
+    ArtifactInput,
+    Manifest,
+    atomic_path,
+    hash_files,
+    sha256_file,
+    write_manifest,
+)
+from medkd.data import ArrayCache, RowLoader, load_manifest
+from medkd.errors import BadInput, MedkdError
 
 LAYOUT_KEY = "medkd_layout"
 

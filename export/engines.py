@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+from medkd.export.layout import read_layout
+from medkd.export.trt_profiles import EngineOptions, trtexec_command
 
 from medkd.artifacts import Manifest, as_input, hash_files, write_manifest
 from medkd.errors import BadInput
-from medkd.export.layout import read_layout
-from medkd.export.trt_profiles import EngineOptions, trtexec_command
 
 ENGINES_KIND = "engines"
 

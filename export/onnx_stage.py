@@ -16,17 +16,30 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
-
-from medkd.artifacts import ArtifactInput, Manifest, hash_files, sha256_file, write_manifest
-from medkd.data import ArrayCache, RowLoader, load_manifest
-from medkd.errors import BadInput, MedkdError
-from medkd.export.graphs import ImageEncoder, LowResDecoder, SamInterfaceDecoder, UNetGraph, set_gelu_approximate, traceable
+from medkd.export.graphs import (
+    ImageEncoder,
+    LowResDecoder,
+    SamInterfaceDecoder,
+    UNetGraph,
+    set_gelu_approximate,
+    traceable,
+)
 from medkd.export.layout import EXPORT_KIND, base_layout, graph_entry
 from medkd.export.onnx_graph import GraphIO, check_opset, export_onnx
 from medkd.export.runtime import OnnxSegmenter
 from medkd.export.source import load_source
 from medkd.export.validate import failures, sample_rows, validate_export
+from torch import nn
+
+from medkd.artifacts import (
+    ArtifactInput,
+    Manifest,
+    hash_files,
+    sha256_file,
+    write_manifest,
+)
+from medkd.data import ArrayCache, RowLoader, load_manifest
+from medkd.errors import BadInput, MedkdError
 
 PROMPT_AXES = {0: "prompts", 1: "points"}
 

@@ -10,9 +10,9 @@ multimask outputs by predicted IoU, anything else takes the single-mask output.
 from __future__ import annotations
 
 import numpy as np
+from medkd.export.graphs import BOX_LABELS, NO_POINT
 
 from medkd.evaluation.segmenter import Prompts
-from medkd.export.graphs import BOX_LABELS, NO_POINT
 
 
 def prompt_points(prompts: Prompts) -> tuple[np.ndarray, np.ndarray]:

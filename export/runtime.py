@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import torch
+from medkd.export.layout import read_layout
+from medkd.export.prompts import prompt_points, select_masks
 
 from medkd.data.prompts import box_mask
 from medkd.errors import BadInput
 from medkd.evaluation.segmenter import Prompts
-from medkd.export.layout import read_layout
-from medkd.export.prompts import prompt_points, select_masks
 
 
 def cpu_session(path: Path, threads: int | None = None) -> ort.InferenceSession:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medkd.export.runtime import ExportedSegmenter, OnnxSegmenter
+
 from medkd.artifacts import read_manifest
 from medkd.errors import BadInput
-from medkd.export.runtime import ExportedSegmenter, OnnxSegmenter
 
 
 def open_exported(path: Path) -> ExportedSegmenter:

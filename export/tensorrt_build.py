@@ -15,9 +15,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from medkd.export.trt_profiles import FP32_LAYER_KINDS, EngineOptions
+
 from medkd.artifacts import atomic_write_bytes
 from medkd.errors import BadInput, MedkdError
-from medkd.export.trt_profiles import FP32_LAYER_KINDS, EngineOptions
 
 HARDWARE_LEVELS = {"none": "NONE", "ampere+": "AMPERE_PLUS", "same-compute-capability": "SAME_COMPUTE_CAPABILITY"}
 

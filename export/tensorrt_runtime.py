@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from medkd.artifacts import read_manifest
 from medkd.export.prompts import pad_points
 from medkd.export.runtime import ExportedSegmenter
 from medkd.export.tensorrt_build import import_tensorrt
+
+from medkd.artifacts import read_manifest
 
 
 class _Engine:

@@ -17,7 +17,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou, compute_surface_dice
+from monai.metrics import (
+    compute_dice,
+    compute_hausdorff_distance,
+    compute_iou,
+    compute_surface_dice,
+)
 
 NSD_TOLERANCE_MM = 2.0
 NSD_MIN_DSC = 0.2

@@ -71,3 +71,28 @@ def tiny_teacher(synth_manifest_train: Path, tmp_path_factory: pytest.TempPathFa
     out = tmp_path_factory.mktemp("tiny-teacher") / "teacher"
     assert run(tiny_adapt_args(synth_manifest_train, out)) == 0
     return out
+
+
+TINY_SAM = {"embed_dim": 32, "depth": 1, "num_heads": 2, "global_attn_indexes": (0,), "window_size": 8}
+TINY_UNET = {"channels": (4, 8, 16), "num_res_units": 0}
+
+
+def make_model_artifact(directory: Path, name: str, kwargs: dict, seed: int = 0) -> Path:
+    """A random-initialised zoo model saved as a medkd model artifact."""
+    import torch
+
+    from medkd.zoo import create_model, save_model_artifact
+
+    torch.manual_seed(seed)
+    save_model_artifact(create_model(name, **kwargs), directory, name=name, kind="model", model_kwargs=kwargs)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def ct_manifest(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CT organ slices of ../shared/data (4 images, 30 objects)."""
+    from medkd.data import build_manifest, save_manifest
+
+    path = tmp_path_factory.mktemp("ct") / "ct.jsonl"
+    save_manifest(build_manifest(shared_data / "ct-organs", progress=False), path)
+    return path

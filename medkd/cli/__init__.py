@@ -14,13 +14,13 @@ import typer
 from rich.console import Console
 
 from medkd import __version__
-from medkd.cli import models, weights
-from medkd.cli.adapt import adapt_command
 from medkd.cli import cache as cache_cli
-from medkd.cli.distill import distill_command
 from medkd.cli import data as data_cli
 from medkd.cli import evaluate as evaluate_cli
 from medkd.cli import export as export_cli
+from medkd.cli import models, weights
+from medkd.cli.adapt import adapt_command
+from medkd.cli.distill import distill_command
 from medkd.cli.segment import segment_command
 from medkd.errors import BadInput, MedkdError
 

@@ -14,7 +14,13 @@ from medkd.data.datasets import PROMPTS
 from medkd.data.geometry import CROP_MODES
 from medkd.data.manifest import ManifestRow
 from medkd.errors import BadInput
-from medkd.evaluation import build_report, evaluate, load_segmenter, summary_table, write_report
+from medkd.evaluation import (
+    build_report,
+    evaluate,
+    load_segmenter,
+    summary_table,
+    write_report,
+)
 
 
 def _choice(value: str, choices: tuple[str, ...], option: str) -> str:

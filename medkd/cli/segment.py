@@ -21,7 +21,14 @@ def segment_command(
 ) -> None:
     """Segment one object with eval's exact pre- and post-processing and write its mask."""
     from medkd.evaluation import load_segmenter
-    from medkd.export.segment import MASK_SUFFIXES, load_slice, parse_box, parse_points, segment_image, write_mask
+    from medkd.export.segment import (
+        MASK_SUFFIXES,
+        load_slice,
+        parse_box,
+        parse_points,
+        segment_image,
+        write_mask,
+    )
 
     if not image.exists():
         raise BadInput(f"{image} does not exist")

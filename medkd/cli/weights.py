@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from medkd.cli.output import stdout_console
 from medkd.artifacts import sha256_file
+from medkd.cli.output import stdout_console
 from medkd.errors import BadInput
 from medkd.weights import cached_files, download, weights_dir
 from medkd.zoo import get_spec, list_models

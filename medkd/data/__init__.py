@@ -21,12 +21,25 @@ Typical use::
 
 from medkd.data.cache import ArrayCache, default_cache_dir
 from medkd.data.datasets import ObjectDataset, geometry_of, make_loader
-from medkd.data.geometry import PIXEL_MEAN, PIXEL_STD, Geometry, crop_region, plan_geometry
+from medkd.data.geometry import (
+    PIXEL_MEAN,
+    PIXEL_STD,
+    Geometry,
+    crop_region,
+    plan_geometry,
+)
 from medkd.data.index import build_manifest
 from medkd.data.intensity import normalize_intensity, to_rgb
 from medkd.data.loading import RowLoader
 from medkd.data.manifest import DataManifest, ManifestRow, load_manifest, save_manifest
-from medkd.data.prompts import box_from_mask, box_mask, centre_point, jitter_box, jitter_for, sample_points
+from medkd.data.prompts import (
+    box_from_mask,
+    box_mask,
+    centre_point,
+    jitter_box,
+    jitter_for,
+    sample_points,
+)
 from medkd.data.readers import Decoded, ReadError, read_image, read_mask
 from medkd.data.synth import make_synthetic
 

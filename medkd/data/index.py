@@ -18,8 +18,22 @@ from medkd.data.manifest import DataManifest, ManifestRow
 from medkd.data.modality import canonical_modality
 from medkd.data.objects import objects_2d
 from medkd.data.progress import track
-from medkd.data.readers import DEFAULT_AXIS, NIFTI_SUFFIXES, Decoded, ReadError, read_image, read_mask, stem_of, suffix_of
-from medkd.data.splits import DEFAULT_FRACTIONS, DEFAULT_SEED, assign_splits, check_fractions
+from medkd.data.readers import (
+    DEFAULT_AXIS,
+    NIFTI_SUFFIXES,
+    Decoded,
+    ReadError,
+    read_image,
+    read_mask,
+    stem_of,
+    suffix_of,
+)
+from medkd.data.splits import (
+    DEFAULT_FRACTIONS,
+    DEFAULT_SEED,
+    assign_splits,
+    check_fractions,
+)
 from medkd.errors import BadInput
 
 

@@ -1,7 +1,12 @@
 """Model zoo: ``create_model`` / ``list_models`` over SAM teachers and distillation students."""
 
 from medkd.zoo import models as _entries  # noqa: F401  (registers the zoo's entries)
-from medkd.zoo.artifact import WEIGHTS_FILE, create_model, load_model, save_model_artifact
+from medkd.zoo.artifact import (
+    WEIGHTS_FILE,
+    create_model,
+    load_model,
+    save_model_artifact,
+)
 from medkd.zoo.checkpoints import load_checkpoint, read_state_dict
 from medkd.zoo.profile import ModelProfile, profile_model
 from medkd.zoo.registry import CheckpointInfo, ModelSpec, get_spec, list_models

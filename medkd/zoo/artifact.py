@@ -9,7 +9,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from medkd.artifacts import ArtifactInput, Manifest, atomic_path, hash_files, read_manifest, write_manifest
+from medkd.artifacts import (
+    ArtifactInput,
+    Manifest,
+    atomic_path,
+    hash_files,
+    read_manifest,
+    write_manifest,
+)
 from medkd.errors import BadInput
 from medkd.zoo.adapters import ADAPTERS_FILE, adapter_state, base_state, load_adapters
 from medkd.zoo.checkpoints import load_checkpoint, read_state_dict

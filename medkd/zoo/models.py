@@ -25,57 +25,45 @@ VIT_STAND_IN = {
     "window_size": 8,
 }
 
-register_model(
-    ModelSpec(
-        name="sam-vit-h",
-        role="teacher",
-        family="sam",
-        input_size=1024,
-        builder=build_sam_vit,
-        meta_buildable=True,
-        defaults=VIT_H,
-        description="Segment Anything, ViT-H image encoder (Kirillov et al. 2023)",
-        checkpoint=CheckpointInfo(
-            "sam_vit_h_4b8939.pth",
-            _SAM_URL + "sam_vit_h_4b8939.pth",
-            "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
-        ),
+
+def _official_sam(name: str, config: dict, filename: str, sha256: str, description: str) -> None:
+    register_model(
+        ModelSpec(
+            name=name,
+            role="teacher",
+            family="sam",
+            input_size=1024,
+            builder=build_sam_vit,
+            meta_buildable=True,
+            defaults=config,
+            description=description,
+            checkpoint=CheckpointInfo(filename, _SAM_URL + filename, sha256),
+        )
     )
+
+
+_official_sam(
+    "sam-vit-h",
+    VIT_H,
+    "sam_vit_h_4b8939.pth",
+    "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+    "Segment Anything, ViT-H image encoder (Kirillov et al. 2023)",
 )
-register_model(
-    ModelSpec(
-        name="sam-vit-l",
-        role="teacher",
-        family="sam",
-        input_size=1024,
-        builder=build_sam_vit,
-        meta_buildable=True,
-        defaults=VIT_L,
-        description="Segment Anything, ViT-L image encoder",
-        checkpoint=CheckpointInfo(
-            "sam_vit_l_0b3195.pth",
-            _SAM_URL + "sam_vit_l_0b3195.pth",
-            "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
-        ),
-    )
+_official_sam(
+    "sam-vit-l",
+    VIT_L,
+    "sam_vit_l_0b3195.pth",
+    "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+    "Segment Anything, ViT-L image encoder",
 )
-register_model(
-    ModelSpec(
-        name="sam-vit-b",
-        role="teacher",
-        family="sam",
-        input_size=1024,
-        builder=build_sam_vit,
-        meta_buildable=True,
-        defaults=VIT_B,
-        description="Segment Anything, ViT-B image encoder",
-        checkpoint=CheckpointInfo(
-            "sam_vit_b_01ec64.pth",
-            _SAM_URL + "sam_vit_b_01ec64.pth",
-            "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
-        ),
-    )
+_official_sam(
+    "sam-vit-b",
+    VIT_B,
+    "sam_vit_b_01ec64.pth",
+    "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+    "Segment Anything, ViT-B image encoder",
 )
+
 register_model(
     ModelSpec(
         name="medsam-vit-b",

@@ -6,7 +6,13 @@ from __future__ import annotations
 from functools import partial
 
 import torch
-from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+from segment_anything.modeling import (
+    ImageEncoderViT,
+    MaskDecoder,
+    PromptEncoder,
+    Sam,
+    TwoWayTransformer,
+)
 
 PROMPT_EMBED_DIM = 256
 

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from medkd.artifacts import Manifest, as_input, atomic_path, atomic_write_json, hash_files, read_manifest, verify_files, write_manifest
+from medkd.artifacts import (
+    Manifest,
+    as_input,
+    atomic_path,
+    atomic_write_json,
+    hash_files,
+    read_manifest,
+    verify_files,
+    write_manifest,
+)
 from medkd.errors import BadInput
 
 

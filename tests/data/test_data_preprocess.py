@@ -10,7 +10,15 @@ import torch
 from scipy import ndimage
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from medkd.data import PIXEL_MEAN, PIXEL_STD, RowLoader, build_manifest, normalize_intensity, plan_geometry, to_rgb
+from medkd.data import (
+    PIXEL_MEAN,
+    PIXEL_STD,
+    RowLoader,
+    build_manifest,
+    normalize_intensity,
+    plan_geometry,
+    to_rgb,
+)
 from medkd.data.geometry import crop_region
 from medkd.errors import BadInput
 

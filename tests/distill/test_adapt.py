@@ -13,12 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from medkd.distill.adapt import (
+    AdaptConfig,
+    finalize_teacher,
+    prepare_teacher,
+    trainable_fraction,
+)
+from medkd.distill.trainer import STATE_FILE, read_log
 from PIL import Image
 from segment_anything import SamPredictor, sam_model_registry
 
 from medkd.artifacts import read_manifest
-from medkd.distill.adapt import AdaptConfig, finalize_teacher, prepare_teacher, trainable_fraction
-from medkd.distill.trainer import STATE_FILE, read_log
 from medkd.zoo import WEIGHTS_FILE, load_model, save_model_artifact
 from tests.conftest import TINY_STAND_IN, tiny_adapt_args
 

@@ -11,14 +11,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
+from medkd.distill.embedding_cache import SHARDS, EmbeddingCache
+from medkd.distill.teacher_targets import TargetKeys
+from medkd.distill.trainer import STATE_FILE, read_log
 
 from medkd.artifacts import read_manifest
 from medkd.cli import run
 from medkd.data import ArrayCache, RowLoader, load_manifest
-from medkd.distill.embedding_cache import SHARDS, EmbeddingCache
-from medkd.distill.teacher_targets import TargetKeys
-from medkd.distill.trainer import STATE_FILE, read_log
 from tests.distill.test_distill_methods import TINY_TINYVIT, tiny_distill_args
 
 

@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from medkd.artifacts import read_manifest
-from medkd.cli import run
 from medkd.distill.decoupled import keep_finetuned_decoder
 from medkd.distill.embedding_cache import EmbeddingCache
 from medkd.distill.perceptual import perceptual_distance, vgg_features
 from medkd.distill.prompt_loop import disagreement_point
 from medkd.distill.sam2unet import soft_target_loss
 from medkd.distill.trainer import STATE_FILE, read_log
+from PIL import Image
+
+from medkd.artifacts import read_manifest
+from medkd.cli import run
 from medkd.evaluation import load_segmenter
 from medkd.zoo import WEIGHTS_FILE, create_model, load_model
 from tests.conftest import REPO_ROOT

@@ -9,15 +9,14 @@ import pytest
 from segment_anything import SamPredictor
 
 from medkd.cli import run
-from medkd.data import RowLoader, build_manifest, make_synthetic, plan_geometry, save_manifest
+from medkd.data import (
+    RowLoader,
+    build_manifest,
+    make_synthetic,
+    plan_geometry,
+    save_manifest,
+)
 from medkd.evaluation import Prompts, evaluate, load_segmenter
-
-
-@pytest.fixture(scope="module")
-def ct_manifest(shared_data, tmp_path_factory):
-    path = tmp_path_factory.mktemp("ct") / "ct.jsonl"
-    save_manifest(build_manifest(shared_data / "ct-organs", progress=False), path)
-    return path
 
 
 @pytest.fixture(scope="module")

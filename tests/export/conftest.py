@@ -3,28 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from medkd.cli import run
 from medkd.data import build_manifest, save_manifest
-from medkd.zoo import create_model, save_model_artifact
-
-TINY_SAM = {"embed_dim": 32, "depth": 1, "num_heads": 2, "global_attn_indexes": (0,), "window_size": 8}
-TINY_UNET = {"channels": (4, 8, 16), "num_res_units": 0}
-
-
-def make_artifact(directory, name, kwargs, seed=0):
-    torch.manual_seed(seed)
-    save_model_artifact(create_model(name, **kwargs), directory, name=name, kind="model", model_kwargs=kwargs)
-    return directory
-
-
-@pytest.fixture(scope="session")
-def ct_manifest(shared_data, tmp_path_factory):
-    """The CT organ slices of ../shared/data (4 images, 30 objects)."""
-    path = tmp_path_factory.mktemp("ct") / "ct.jsonl"
-    save_manifest(build_manifest(shared_data / "ct-organs", progress=False), path)
-    return path
+from tests.conftest import TINY_SAM, TINY_UNET, make_model_artifact
 
 
 @pytest.fixture(scope="session")
@@ -44,12 +26,12 @@ def hippocampus_manifest(shared_data, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_sam(tmp_path_factory):
-    return make_artifact(tmp_path_factory.mktemp("tiny-sam") / "student", "sam-vit-stand-in", TINY_SAM)
+    return make_model_artifact(tmp_path_factory.mktemp("tiny-sam") / "student", "sam-vit-stand-in", TINY_SAM)
 
 
 @pytest.fixture(scope="session")
 def tiny_unet(tmp_path_factory):
-    return make_artifact(tmp_path_factory.mktemp("tiny-unet") / "student", "unet", TINY_UNET)
+    return make_model_artifact(tmp_path_factory.mktemp("tiny-unet") / "student", "unet", TINY_UNET)
 
 
 def export_onnx(source, out, manifest, *extra):

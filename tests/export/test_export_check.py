@@ -7,10 +7,10 @@ import json
 import numpy as np
 import onnx
 import pytest
+from medkd.export.check import check_onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from medkd.cli import run
-from medkd.export.check import check_onnx
 
 
 def _model(nodes, inputs, outputs, initializers=(), opset=17):

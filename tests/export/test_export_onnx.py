@@ -8,12 +8,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from medkd.export.layout import read_layout
 from PIL import Image
 
 from medkd.artifacts import read_manifest, verify_files
 from medkd.cli import run
-from medkd.data import RowLoader, load_manifest, plan_geometry
-from medkd.export.layout import read_layout
+from medkd.data import RowLoader, load_manifest
 
 pytestmark = pytest.mark.data
 

@@ -6,14 +6,15 @@ from __future__ import annotations
 import pytest
 
 from medkd.artifacts import read_manifest
-from tests.export.conftest import export_onnx, make_artifact
+from tests.conftest import make_model_artifact
+from tests.export.conftest import export_onnx
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 
 
 @pytest.mark.parametrize("name", ["tinyvit-256", "tinyvit", "sam-vit-b"])
 def test_real_size_export_agrees_with_pytorch(name, ct_manifest, tmp_path):
-    source = make_artifact(tmp_path / "model", name, {})
+    source = make_model_artifact(tmp_path / "model", name, {})
     out = export_onnx(source, tmp_path / "export", ct_manifest)
     report = read_manifest(out, "export").metrics["validation"]
     assert report["max_abs_logit_diff"] <= 1e-3 and report["decoder_trt_max_abs_diff"] <= 1e-3

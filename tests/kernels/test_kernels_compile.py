@@ -7,7 +7,13 @@ import pytest
 import torch
 import triton
 import triton.language as tl
-from medkd.kernels.flash_kernel import _GPU_CONFIGS, _attention_fwd, kernel_arguments, row_aligned, row_block
+from medkd.kernels.flash_kernel import (
+    _GPU_CONFIGS,
+    _attention_fwd,
+    kernel_arguments,
+    row_aligned,
+    row_block,
+)
 from medkd.kernels.sam_attention import rel_pos_offsets
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource

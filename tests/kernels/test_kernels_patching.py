@@ -11,7 +11,9 @@ from medkd.kernels import dispatch, patch, unpatch
 from medkd.kernels.dispatch import select_path
 from medkd.kernels.sam_attention import FusedSamAttention
 from medkd.kernels.tinyvit_attention import FusedTinyViTAttention
-from mobile_sam.modeling.image_encoder import ImageEncoderViT as MobileSamImageEncoderViT
+from mobile_sam.modeling.image_encoder import (
+    ImageEncoderViT as MobileSamImageEncoderViT,
+)
 from mobile_sam.modeling.tiny_vit_sam import TinyViT
 from segment_anything.modeling.image_encoder import Attention, ImageEncoderViT
 from torch import nn
@@ -199,7 +201,11 @@ def test_fused_sam_attention_keeps_to_the_device(monkeypatch: pytest.MonkeyPatch
 def test_autotune_key_is_the_same_for_every_call() -> None:
     """The autotuner keys on shapes and flags only: two encoder calls with other values (and other
     strides of the same shape) hit the same cache entry, so nothing re-tunes per call."""
-    from medkd.kernels.flash_kernel import AUTOTUNE_KEY, _attention_fwd, kernel_arguments
+    from medkd.kernels.flash_kernel import (
+        AUTOTUNE_KEY,
+        _attention_fwd,
+        kernel_arguments,
+    )
     from medkd.kernels.sam_attention import rel_pos_offsets
 
     names = _attention_fwd.__code__.co_varnames[: _attention_fwd.__code__.co_argcount]

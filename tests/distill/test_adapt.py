@@ -95,7 +95,7 @@ def _medkd(*args: str) -> list[str]:
 def test_sigkill_mid_run_then_resume_completes(synth_manifest_train: Path, tmp_path: Path) -> None:
     out = tmp_path / "teacher"
     args = tiny_adapt_args(synth_manifest_train, out)
-    args[args.index("--steps") + 1] = "40"
+    args[args.index("--steps") + 1] = "20"
     process = subprocess.Popen(_medkd(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (out / STATE_FILE).exists():
@@ -113,8 +113,8 @@ def test_sigkill_mid_run_then_resume_completes(synth_manifest_train: Path, tmp_p
     lines = (out / "train_log.jsonl").read_text().splitlines()
     first_resumed = json.loads(lines[logged_before])["step"] if logged_before < len(lines) else None
     assert first_resumed == saved_step + 1
-    assert [r["step"] for r in read_log(out)] == list(range(1, 41))
-    assert read_manifest(out, kind="teacher").config["adapt"]["train"]["steps"] == 40
+    assert [r["step"] for r in read_log(out)] == list(range(1, 21))
+    assert read_manifest(out, kind="teacher").config["adapt"]["train"]["steps"] == 20
     leftovers = [p.name for p in out.rglob("*") if p.name.endswith(".tmp") or p.name == STATE_FILE]
     assert leftovers == []
 

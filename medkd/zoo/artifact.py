@@ -72,12 +72,14 @@ def artifact_model_ref(directory: str | Path) -> tuple[str, dict[str, Any], Path
 def create_model(name: str, checkpoint: str | Path | None = None, sha256: str | None = None, **kwargs: Any) -> nn.Module:
     """Build a zoo model (random init, or ``checkpoint`` loaded strictly) in eval mode.
 
-    ``checkpoint`` may be an official state dict or a medkd model artifact directory. The SHA-256
-    is verified when given, or when the file carries the entry's published name and hash.
+    ``checkpoint`` may be an official state dict or a medkd model artifact directory (whose saved
+    architecture arguments and adapters apply). The SHA-256 is verified when given, or when the file
+    carries the entry's published name and hash.
     """
     spec = get_spec(name)
-    if checkpoint is not None and Path(checkpoint).is_dir():
-        _, saved_kwargs, checkpoint, sha256 = artifact_model_ref(checkpoint)
+    artifact = Path(checkpoint) if checkpoint is not None and Path(checkpoint).is_dir() else None
+    if artifact is not None:
+        _, saved_kwargs, checkpoint, sha256 = artifact_model_ref(artifact)
         kwargs = {**saved_kwargs, **kwargs}
     model = spec.build(**kwargs)
     if checkpoint is not None:
@@ -85,6 +87,10 @@ def create_model(name: str, checkpoint: str | Path | None = None, sha256: str | 
         if sha256 is None and known is not None and known.sha256 and Path(checkpoint).name == known.filename:
             sha256 = known.sha256
         load_checkpoint(model, checkpoint, sha256)
+    if artifact is not None:
+        files = read_manifest(artifact).files
+        if ADAPTERS_FILE in files:
+            load_adapters(model.image_encoder, read_state_dict(artifact / ADAPTERS_FILE, files[ADAPTERS_FILE]))
     return model.eval()
 
 
@@ -92,9 +98,4 @@ def load_model(source: str | Path, **kwargs: Any) -> nn.Module:
     """A model from a zoo name (random init) or a medkd model artifact directory."""
     if not Path(source).is_dir():
         return create_model(str(source), **kwargs)
-    name, saved_kwargs, weights, digest = artifact_model_ref(source)
-    model = create_model(name, weights, digest, **{**saved_kwargs, **kwargs})
-    files = read_manifest(source).files
-    if ADAPTERS_FILE in files:
-        load_adapters(model.image_encoder, read_state_dict(Path(source) / ADAPTERS_FILE, files[ADAPTERS_FILE]))
-    return model.eval()
+    return create_model(artifact_model_ref(source)[0], checkpoint=source, **kwargs)

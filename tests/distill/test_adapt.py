@@ -24,7 +24,7 @@ from PIL import Image
 from segment_anything import SamPredictor, sam_model_registry
 
 from medkd.artifacts import read_manifest
-from medkd.zoo import WEIGHTS_FILE, load_model, save_model_artifact
+from medkd.zoo import WEIGHTS_FILE, create_model, load_model, save_model_artifact
 from tests.conftest import TINY_STAND_IN, tiny_adapt_args
 
 
@@ -61,7 +61,10 @@ def test_adapter_artifact_keeps_a_plain_base_state_dict(tmp_path: Path) -> None:
     assert not any("adapter" in key for key in base) and "image_encoder.blocks.0.attn.qkv.weight" in base
     image = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        assert torch.allclose(load_model(tmp_path).image_encoder(image), sam.eval().image_encoder(image), atol=1e-6)
+        expected = sam.eval().image_encoder(image)
+        assert torch.allclose(load_model(tmp_path).image_encoder(image), expected, atol=1e-6)
+        by_checkpoint = create_model("sam-vit-stand-in", checkpoint=tmp_path)
+        assert torch.allclose(by_checkpoint.image_encoder(image), expected, atol=1e-6)
 
 
 @pytest.mark.slow

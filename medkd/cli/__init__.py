@@ -14,6 +14,8 @@ import typer
 from rich.console import Console
 
 from medkd import __version__
+from medkd.cli import bench as bench_cli
+from medkd.cli import bundle as bundle_cli
 from medkd.cli import cache as cache_cli
 from medkd.cli import data as data_cli
 from medkd.cli import evaluate as evaluate_cli
@@ -21,6 +23,7 @@ from medkd.cli import export as export_cli
 from medkd.cli import models, weights
 from medkd.cli.adapt import adapt_command
 from medkd.cli.distill import distill_command
+from medkd.cli.pipeline import demo_command, pipeline_command
 from medkd.cli.segment import segment_command
 from medkd.errors import BadInput, MedkdError
 
@@ -41,6 +44,12 @@ app.add_typer(export_cli.app, name="export")
 app.command("segment")(segment_command)
 app.command("distill")(distill_command)
 app.add_typer(cache_cli.app, name="cache")
+app.command("pack")(bundle_cli.pack_command)
+app.command("verify")(bundle_cli.verify_command)
+app.add_typer(bundle_cli.keys_app, name="keys")
+app.command("pipeline")(pipeline_command)
+app.command("demo")(demo_command)
+app.add_typer(bench_cli.app, name="bench")
 
 _stderr = Console(stderr=True, highlight=False)
 _debug = {"enabled": os.environ.get("MEDKD_DEBUG") == "1"}

@@ -1,0 +1,114 @@
+"""``medkd bench``'s work: open a model on a backend, time each of its graphs, return results entries."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from medkd.bench.device import device_info
+from medkd.bench.schema import new_document
+from medkd.bench.subject import Subject
+from medkd.bench.timing import TimingOptions, measure
+from medkd.errors import BadInput
+
+BACKENDS = ("torch", "torch-compile", "ort", "ort-int8", "tensorrt", "aoti")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """How to benchmark: backend, batch, threads, warm-up and timed iterations, which graphs, power."""
+
+    backend: str = "torch"
+    batch: int = 1
+    warmup: int = 3
+    iterations: int = 20
+    threads: int | None = None
+    graphs: tuple[str, ...] = ()
+    device: str = "auto"
+    power: bool = False
+    progress: bool = True
+
+    def validated(self) -> BenchOptions:
+        if self.backend not in BACKENDS:
+            raise BadInput(f"--backend must be one of {', '.join(BACKENDS)}, not '{self.backend}'")
+        for name, value, least in (
+            ("--batch", self.batch, 1),
+            ("--iters", self.iterations, 1),
+            ("--warmup", self.warmup, 0),
+            ("--threads", self.threads or 1, 1),
+        ):
+            if value < least:
+                raise BadInput(f"{name} must be at least {least}, not {value}")
+        if self.backend == "torch-compile" and self.warmup < 1:
+            raise BadInput("torch-compile compiles on its first call: give --warmup 1 or more")
+        if self.power and shutil.which("tegrastats") is None:
+            raise BadInput("--power reads tegrastats, which is not on this machine (a Jetson has it in /usr/bin)")
+        return self
+
+
+def resolve_threads(threads: int | None) -> int:
+    """Apply ``threads`` to PyTorch (ONNX Runtime takes it per session); the number in use."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def open_subject(source: str, options: BenchOptions, threads: int) -> Subject:
+    """``source`` opened on ``options.backend`` with its workloads ready."""
+    graphs = list(options.graphs) or None
+    if options.backend in ("torch", "torch-compile"):
+        from medkd.bench.torch_backend import open_torch
+
+        return open_torch(source, options.batch, graphs, options.device, compiled=options.backend == "torch-compile")
+    if options.backend in ("ort", "ort-int8"):
+        from medkd.bench.onnx_backend import open_onnx
+
+        return open_onnx(source, options.batch, graphs, threads, int8=options.backend == "ort-int8")
+    if options.backend == "aoti":
+        from medkd.bench.aoti_backend import open_aoti
+
+        return open_aoti(source, options.batch, graphs)
+    from medkd.bench.tensorrt_backend import open_tensorrt
+
+    return open_tensorrt(source, options.batch, graphs)
+
+
+def bench_model(source: str, options: BenchOptions) -> list[dict[str, Any]]:
+    """One results entry per graph of ``source`` on ``options.backend``."""
+    options = options.validated()
+    threads = resolve_threads(options.threads)
+    subject = open_subject(source, options, threads)
+    timing = TimingOptions(options.warmup, options.iterations, options.power, options.progress)
+    entries = []
+    for workload in subject.workloads:
+        label = f"{subject.model} {workload.graph} ({subject.backend})"
+        entries.append(
+            {
+                "model": subject.model,
+                "source": subject.source,
+                "artifact_id": subject.artifact_id,
+                "backend": subject.backend,
+                "graph": workload.graph,
+                "file": workload.file,
+                "precision": workload.precision or subject.precision,
+                "device": subject.device,
+                "batch": workload.batch,
+                "threads": threads,
+                "warmup": options.warmup,
+                "iterations": options.iterations,
+                "inputs": workload.inputs,
+                **measure(workload, timing, label),
+                "details": workload.details,
+                "notes": subject.notes,
+            }
+        )
+    return entries
+
+
+def bench_document(sources: list[str], options: BenchOptions, suite: str | None = None) -> dict[str, Any]:
+    """A results document with the entries of every source, measured one after the other."""
+    entries = [entry for source in sources for entry in bench_model(source, options)]
+    return new_document(entries, device_info(), suite)

@@ -30,6 +30,20 @@ def cpu_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def decoder_feeds(embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Inputs of the ``SamOnnxModel``-interface decoder for prompts on one embedding (no mask input,
+    ``orig_im_size`` at the low-resolution mask size)."""
+    low_res = 4 * embedding.shape[-1]
+    return {
+        "image_embeddings": embedding,
+        "point_coords": coords,
+        "point_labels": labels,
+        "mask_input": np.zeros((1, 1, low_res, low_res), np.float32),
+        "has_mask_input": np.zeros(1, np.float32),
+        "orig_im_size": np.array([low_res, low_res], np.float32),
+    }
+
+
 class ExportedSegmenter:
     """What evaluation needs of a model (name, family, input size, device), for exported graphs."""
 
@@ -91,16 +105,7 @@ class OnnxSegmenter(ExportedSegmenter):
         return self.sessions["encoder"].run(["image_embeddings"], {"image": images})[0]
 
     def decode(self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        low_res = 4 * embedding.shape[-1]
-        feeds = {
-            "image_embeddings": embedding,
-            "point_coords": coords,
-            "point_labels": labels,
-            "mask_input": np.zeros((1, 1, low_res, low_res), np.float32),
-            "has_mask_input": np.zeros(1, np.float32),
-            "orig_im_size": np.array([low_res, low_res], np.float32),
-        }
-        masks, scores = self.sessions["decoder"].run(["low_res_masks", "iou_predictions"], feeds)
+        masks, scores = self.sessions["decoder"].run(["low_res_masks", "iou_predictions"], decoder_feeds(embedding, coords, labels))
         return masks, scores
 
     def unet(self, inputs: np.ndarray) -> np.ndarray:

@@ -1,0 +1,56 @@
+"""``medkd quantize``: INT8 (or FP16) graphs of an export, calibrated on medical images, gated on DSC."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from medkd.cli.output import stdout_console
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def quantize_command(
+    export_dir: Path = typer.Argument(..., help="Export artifact directory (medkd export onnx)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Artifact directory to write (an export layout with Q/DQ graphs)."),
+    calib: Path = typer.Option(..., "--calib", "-d", help="Data manifest (medkd data index) with the calibration images."),
+    backend: str = typer.Option("ort", help="ort (ONNX Runtime quantize_static) or nncf (nncf.quantize, ONNX backend)."),
+    samples: int = typer.Option(32, min=1, help="Calibration objects (one per image, datasets in turn)."),
+    calib_split: str = typer.Option("train", help="Split the calibration objects come from."),
+    method: str = typer.Option("minmax", help="Calibration: minmax, percentile or entropy."),
+    percentile: float = typer.Option(99.999, help="Percentile of --method percentile."),
+    op_types: str = typer.Option("MatMul,Gemm", help="Operators whose weights and inputs are quantized (MatMul, Gemm, Conv)."),
+    attention_matmuls: bool = typer.Option(False, "--attention-matmuls", help="Also quantize products of two activations (q @ k, attn @ v)."),
+    smooth_quant: float = typer.Option(None, help="SmoothQuant alpha (0-1); off when not given."),
+    max_dsc_drop: float = typer.Option(None, help="Largest allowed validation DSC drop against FP32 (0.01 = 1 point); reverts sensitive blocks."),
+    gate_samples: int = typer.Option(16, min=1, help="Validation objects of the DSC gate and the sensitivity sweep."),
+    test_samples: int = typer.Option(16, min=1, help="Test objects of the report."),
+    crop: str = typer.Option("none", help="none or box: the preprocessing the model was trained with."),
+    keep_float: list[str] = typer.Option(None, "--keep-float", help="Block or node name to keep in float (repeatable)."),
+    sensitivity: bool = typer.Option(False, "--sensitivity", help="Run the one-block-at-a-time sweep even if the gate holds."),
+    precision: str = typer.Option("int8", help="int8 (Q/DQ) or fp16 (LayerNorm, softmax and attention bias kept FP32)."),
+    trt_cache: bool = typer.Option(True, "--trt-cache/--no-trt-cache", help="Write TensorRT calibration caches (GRAPH.calib)."),
+    tensorrt: str = typer.Option("10.3", "--tensorrt", help="TensorRT version in the calibration cache header."),
+    threads: int = typer.Option(2, min=1, help="ONNX Runtime threads for evaluation and latency."),
+    latency_runs: int = typer.Option(20, min=1, help="Timed runs per graph (interleaved FP32 / quantized)."),
+) -> None:
+    """Post-training quantization of an export: symmetric int8 Q/DQ ONNX, calibrated on medical images."""
+    from medkd.quantize.recipe import Recipe
+    from medkd.quantize.report import float_table, summary_table
+    from medkd.quantize.stage import QuantizeOptions, quantize_export
+
+    recipe = Recipe(backend, method, percentile, _list(op_types), attention_matmuls, smooth_quant)
+    options = QuantizeOptions(
+        recipe, samples, calib_split, crop, max_dsc_drop, gate_samples, test_samples, tuple(keep_float or ()), precision, sensitivity, trt_cache, tensorrt, threads, latency_runs
+    )
+    manifest = quantize_export(export_dir, out, calib, options)
+    report = manifest.metrics["quantization"]
+    console = stdout_console()
+    console.print(summary_table(report))
+    kept = float_table(report)
+    if kept is not None:
+        console.print(kept)
+    typer.echo(f"wrote {out}: {', '.join(manifest.files)}")

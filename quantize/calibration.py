@@ -1,0 +1,108 @@
+"""Calibration inputs from medical images, and activation ranges measured on them.
+
+Encoder inputs are train-split objects (taken in turn from each dataset, one per image) preprocessed
+exactly as evaluation does; decoder inputs are the FP32 encoder's embeddings of the same objects
+with their ground-truth box as the prompt. Ranges of every float tensor come from ONNX Runtime's
+calibrators (min-max, percentile or entropy histograms), fed in chunks so that the intermediate
+outputs of large encoders never pile up in memory.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, create_calibrator
+from onnxruntime.quantization.calibrate import TensorsData
+
+from medkd.data.geometry import CropMode, plan_geometry
+from medkd.data.loading import RowLoader
+from medkd.data.manifest import ManifestRow
+from medkd.data.progress import track
+from medkd.evaluation.segmenter import Prompts
+from medkd.export.prompts import pad_points, prompt_points
+from medkd.export.runtime import decoder_feeds
+from medkd.quantize.recipe import QUANTIZABLE_OP_TYPES
+
+Feed = dict[str, np.ndarray]
+ORT_METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}
+_CHUNK = 4
+
+
+class FeedReader(CalibrationDataReader):
+    """ONNX Runtime's calibration reader over a list of feeds (restartable)."""
+
+    def __init__(self, feeds: list[Feed]) -> None:
+        self.feeds = feeds
+        self._iterator: Iterator[Feed] = iter(feeds)
+
+    def get_next(self) -> Feed | None:
+        return next(self._iterator, None)
+
+    def rewind(self) -> None:
+        self._iterator = iter(self.feeds)
+
+    def __len__(self) -> int:
+        return len(self.feeds)
+
+
+def model_inputs(rows: list[ManifestRow], loader: RowLoader, size: int, crop: CropMode = "none") -> tuple[list[np.ndarray], list[Prompts]]:
+    """``(1, 3, S, S)`` model inputs and box prompts (model pixels) of ``rows``."""
+    images, prompts = [], []
+    for row in rows:
+        image = loader.image(row)
+        geometry = plan_geometry(image.shape[:2], size, crop, np.asarray(row.box))
+        images.append(geometry.image_to_model(image)[None].numpy())
+        prompts.append(Prompts(boxes=geometry.boxes_to_model(np.array([row.box]))))
+    return images, prompts
+
+
+def graph_feeds(encoder: ort.InferenceSession, images: list[np.ndarray], prompts: list[Prompts], point_slots: int, progress: bool = True) -> dict[str, list[Feed]]:
+    """Calibration feeds of ``encoder``, ``decoder`` (SamOnnxModel interface) and ``decoder_trt``."""
+    feeds: dict[str, list[Feed]] = {"encoder": [], "decoder": [], "decoder_trt": []}
+    for image, prompt in track(zip(images, prompts), len(images), "calibration embeddings", enabled=progress):
+        embedding = encoder.run(["image_embeddings"], {"image": image})[0]
+        coords, labels = prompt_points(prompt)
+        feeds["encoder"].append({"image": image})
+        feeds["decoder"].append(decoder_feeds(embedding, coords, labels))
+        padded_coords, padded_labels = pad_points(coords, labels, point_slots)
+        feeds["decoder_trt"].append({"image_embeddings": embedding, "point_coords": padded_coords, "point_labels": padded_labels})
+    return feeds
+
+
+def unet_feeds(images: list[np.ndarray], prompts: list[Prompts], size: int) -> list[Feed]:
+    """Calibration feeds of a U-Net graph: the image plus its box channel."""
+    from medkd.data.prompts import box_mask
+
+    return [{"image": np.concatenate([image, box_mask(p.boxes[0], size)[None, None].astype(np.float32)], axis=1)} for image, p in zip(images, prompts)]
+
+
+def activation_ranges(model_path: Path, feeds: list[Feed], method: str, percentile: float = 99.999) -> TensorsData:
+    """Range (lowest, highest) over ``feeds``, by ``method``, of the inputs and outputs of every node a
+    recipe can quantize (``MatMul``, ``Gemm``, ``Conv``): what ONNX Runtime and TensorRT need."""
+    options = {"symmetric": True, "percentile": percentile} if method == "percentile" else {"symmetric": True}
+    with tempfile.TemporaryDirectory(prefix="medkd-calibrate-") as scratch:
+        calibrator = create_calibrator(
+            model_path,
+            list(QUANTIZABLE_OP_TYPES),
+            augmented_model_path=str(Path(scratch) / "augmented.onnx"),
+            calibrate_method=ORT_METHODS[method],
+            extra_options=options,
+        )
+        for start in range(0, len(feeds), _CHUNK):
+            calibrator.collect_data(FeedReader(feeds[start : start + _CHUNK]))
+        ranges = calibrator.compute_data()
+        del calibrator
+    return ranges
+
+
+def amax(ranges: TensorsData) -> dict[str, float]:
+    """Largest absolute value of each calibrated tensor."""
+    result = {}
+    for name, data in ranges.items():
+        low, high = data.range_value
+        result[name] = max(abs(float(np.min(low))), abs(float(np.max(high))))
+    return result

@@ -1,0 +1,57 @@
+"""What a quantized graph costs in accuracy and gains in speed, measured against the FP32 export.
+
+- output error: ``||int8 - fp32|| / ||fp32||`` of a graph's main output (the encoder's embeddings, the
+  decoders' low-resolution mask logits), averaged over feeds;
+- DSC / NSD of the whole exported pipeline on manifest objects (``medkd eval``'s own code);
+- ONNX Runtime latency of two graphs side by side: runs alternate between them, so both see the same
+  machine load, and the report keeps medians (p50) and p90.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from medkd.data.geometry import CropMode
+from medkd.data.loading import RowLoader
+from medkd.data.manifest import ManifestRow
+from medkd.evaluation import evaluate
+from medkd.export.runtime import OnnxSegmenter, cpu_session
+from medkd.quantize.calibration import Feed
+
+MAIN_OUTPUT = {"encoder": "image_embeddings", "decoder": "low_res_masks", "decoder_trt": "low_res_masks", "unet": "logits"}
+
+
+def output_error(reference: ort.InferenceSession, candidate: ort.InferenceSession, output: str, feeds: list[Feed]) -> float:
+    """Mean relative L2 error of ``output`` of ``candidate`` against ``reference`` over ``feeds``."""
+    errors = []
+    for feed in feeds:
+        expected = reference.run([output], feed)[0]
+        got = candidate.run([output], feed)[0]
+        errors.append(float(np.linalg.norm(got - expected) / max(float(np.linalg.norm(expected)), 1e-12)))
+    return float(np.mean(errors))
+
+
+def segmentation_scores(directory: Path, rows: list[ManifestRow], loader: RowLoader, crop: CropMode, threads: int | None = None) -> dict[str, float | None]:
+    """Mean DSC and NSD of an export-layout directory on ``rows`` (box prompts)."""
+    result = evaluate(OnnxSegmenter(directory, threads), rows, loader, "box", crop, batch_size=1, progress=False)
+    overall = result.summary["overall"]
+    return {metric: overall[metric]["mean"] for metric in ("dsc", "nsd")}
+
+
+def side_by_side_latency(graphs: dict[str, Path], feed: Feed, threads: int = 2, runs: int = 20, warmup: int = 3) -> dict[str, dict[str, float]]:
+    """p50 / p90 milliseconds of each graph on ``feed``, runs interleaved across graphs."""
+    sessions = {label: cpu_session(path, threads) for label, path in graphs.items()}
+    for session in sessions.values():
+        for _ in range(warmup):
+            session.run(None, feed)
+    times: dict[str, list[float]] = {label: [] for label in sessions}
+    for _ in range(runs):
+        for label, session in sessions.items():
+            start = time.perf_counter()
+            session.run(None, feed)
+            times[label].append((time.perf_counter() - start) * 1e3)
+    return {label: {"p50_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)), "runs": runs} for label, t in times.items()}

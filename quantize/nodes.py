@@ -1,0 +1,66 @@
+"""The nodes a recipe quantizes, grouped into blocks (the units that stay in float or not).
+
+A block is named after the module path the exporter gives a node: ``/encoder/layers.1/blocks.0``,
+``/encoder/blocks.3``, ``/transformer/layers.0``, ``/output_hypernetworks_mlps.2``: the path up to its
+first indexed module (and a ``blocks.N`` nested right below it); nodes without an indexed module
+belong to the path's first two modules (``/encoder/patch_embed``), and unnamed ones to ``/``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+import onnx
+
+from medkd.quantize.recipe import Recipe
+
+_INDEXED = re.compile(r".+\.\d+$")
+_NESTED = re.compile(r"^blocks\.\d+$")
+
+
+def block_of(node_name: str) -> str:
+    """The block a node belongs to, from its exported name."""
+    modules = node_name.split("/")[1:-1]
+    for index, module in enumerate(modules):
+        if _INDEXED.match(module):
+            end = index + 2 if index + 1 < len(modules) and _NESTED.match(modules[index + 1]) else index + 1
+            return "/" + "/".join(modules[:end])
+    return "/" + "/".join(modules[:2])
+
+
+def _constants(model: onnx.ModelProto) -> set[str]:
+    names = {t.name for t in model.graph.initializer}
+    names.update(node.output[0] for node in model.graph.node if node.op_type == "Constant")
+    return names
+
+
+def _grouped(node: onnx.NodeProto) -> bool:
+    return any(a.name == "group" and a.i > 1 for a in node.attribute)
+
+
+def quantizable_nodes(model: onnx.ModelProto, recipe: Recipe) -> list[str]:
+    """Names of the nodes ``recipe`` quantizes, in graph order.
+
+    ``MatMul`` needs a constant weight unless ``recipe.attention_matmuls``; grouped (depthwise)
+    ``Conv`` stays in float: ONNX Runtime's CPU kernels run it faster in float than from Q/DQ.
+    """
+    constants = _constants(model)
+    chosen = []
+    for node in model.graph.node:
+        if node.op_type not in recipe.op_types:
+            continue
+        if node.op_type == "MatMul" and node.input[1] not in constants and not recipe.attention_matmuls:
+            continue
+        if node.op_type == "Conv" and _grouped(node):
+            continue
+        chosen.append(node.name)
+    return chosen
+
+
+def blocks(names: list[str]) -> dict[str, list[str]]:
+    """Node names grouped by block, blocks in order of first appearance."""
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for name in names:
+        grouped[block_of(name)].append(name)
+    return dict(grouped)

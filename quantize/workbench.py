@@ -1,0 +1,116 @@
+"""Quantized variants of an export's graphs, made on demand in a scratch folder and reused.
+
+A variant is one graph with a set of blocks kept in float. ``Workbench.quantize`` makes it once (ONNX
+Runtime from the activation ranges measured once per graph, or NNCF) and refuses it unless every
+Q/DQ node is symmetric int8; ``Workbench.assemble`` lays chosen variants out as an export-layout
+directory that ``OnnxSegmenter`` (and so ``medkd eval``) runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+import onnx
+from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
+
+from medkd.artifacts import Manifest, write_manifest
+from medkd.export.layout import EXPORT_KIND
+from medkd.quantize.backends import nncf_quantize, ort_quantize
+from medkd.quantize.calibration import Feed, activation_ranges
+from medkd.quantize.nodes import block_of, blocks, quantizable_nodes
+from medkd.quantize.recipe import Recipe
+from medkd.quantize.symmetry import require_symmetric
+
+# The decoder_trt graph shares the decoder's modules and node names: it follows the decoder's choices.
+FOLLOWS = {"decoder_trt": "decoder"}
+
+
+def graph_names(layout: dict[str, Any]) -> tuple[str, ...]:
+    """The graphs of an export that get quantized."""
+    return ("unet",) if layout["model"]["family"] == "unet" else ("encoder", "decoder", "decoder_trt")
+
+
+class Workbench:
+    """The FP32 graphs of one export, their quantizable nodes and their quantized variants."""
+
+    def __init__(self, export_dir: Path, layout: dict[str, Any], scratch: Path, recipe: Recipe, feeds: dict[str, list[Feed]]) -> None:
+        self.layout = layout
+        self.scratch = scratch
+        self.recipe = recipe
+        self.feeds = feeds
+        self.graphs = graph_names(layout)
+        self.fp32: dict[str, Path] = {}
+        self.external: dict[str, bool] = {}
+        self.candidates: dict[str, list[str]] = {}
+        for graph in self.graphs:
+            entry = layout["graphs"][graph]
+            for name in entry["files"]:  # copies: quantizers write helper files beside their input
+                shutil.copy2(export_dir / name, scratch / name)
+            self.fp32[graph] = scratch / entry["file"]
+            self.external[graph] = len(entry["files"]) > 1
+            self.candidates[graph] = quantizable_nodes(onnx.load(str(self.fp32[graph]), load_external_data=False), recipe)
+        self._ranges: dict[str, Path] = {}
+        self._variants: dict[tuple[str, frozenset[str]], Path] = {}
+
+    @property
+    def unit_graphs(self) -> tuple[str, ...]:
+        """Graphs whose blocks are decided on their own (``decoder_trt`` follows ``decoder``)."""
+        return tuple(g for g in self.graphs if g not in FOLLOWS)
+
+    def blocks(self, graph: str) -> dict[str, list[str]]:
+        return blocks(self.candidates[graph])
+
+    def ranges(self, graph: str) -> TensorsData:
+        """Activation ranges of ``graph`` on its calibration feeds, measured once."""
+        from onnxruntime.quantization.calibrate import load_tensors_data
+
+        return load_tensors_data(self._ranges_file(graph))
+
+    def _ranges_file(self, graph: str) -> Path:
+        if graph not in self._ranges:
+            path = self.scratch / f"{graph}.ranges.json"
+            save_tensors_data(activation_ranges(self.fp32[graph], self.feeds[graph], self.recipe.method, self.recipe.percentile), path)
+            self._ranges[graph] = path
+        return self._ranges[graph]
+
+    def nodes(self, graph: str, kept: set[str]) -> list[str]:
+        """Candidate nodes of ``graph`` outside the blocks (or node names) in ``kept``."""
+        return [n for n in self.candidates[graph] if n not in kept and block_of(n) not in kept]
+
+    def quantize(self, graph: str, kept: set[str]) -> Path:
+        """``graph`` quantized except ``kept``; the FP32 graph when nothing is left to quantize."""
+        nodes = self.nodes(graph, kept)
+        if not nodes:
+            return self.fp32[graph]
+        key = (graph, frozenset(nodes))
+        if key not in self._variants:
+            digest = hashlib.sha256("\n".join(sorted(nodes)).encode()).hexdigest()[:12]
+            target = self.scratch / f"{graph}-{digest}.onnx"
+            if self.recipe.backend == "ort":
+                ort_quantize(self.fp32[graph], target, nodes, self.recipe, self._ranges_file(graph), self.feeds[graph], self.external[graph])
+            else:
+                nncf_quantize(self.fp32[graph], target, nodes, self.recipe, self.feeds[graph], self.external[graph])
+            require_symmetric(target)
+            self._variants[key] = target
+        return self._variants[key]
+
+    def assemble(self, chosen: dict[str, Path], name: str) -> Path:
+        """An export-layout directory ``name`` with ``chosen`` graphs and FP32 for the others."""
+        directory = self.scratch / name
+        directory.mkdir(exist_ok=True)
+        for graph, entry in self.layout["graphs"].items():
+            source = chosen.get(graph, self.fp32.get(graph))
+            link = directory / entry["file"]
+            link.unlink(missing_ok=True)
+            if source is None:
+                continue
+            link.symlink_to(source)
+            data = source.with_name(f"{source.name}.data")  # external weights, named as the exporters name them
+            if data.is_file():
+                (directory / data.name).unlink(missing_ok=True)
+                (directory / data.name).symlink_to(data)
+        write_manifest(directory, Manifest(kind=EXPORT_KIND, config={"export": self.layout}))
+        return directory

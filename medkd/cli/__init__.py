@@ -24,6 +24,7 @@ from medkd.cli import models, weights
 from medkd.cli.adapt import adapt_command
 from medkd.cli.distill import distill_command
 from medkd.cli.pipeline import demo_command, pipeline_command
+from medkd.cli.quantize import quantize_command
 from medkd.cli.segment import segment_command
 from medkd.errors import BadInput, MedkdError
 
@@ -44,6 +45,7 @@ app.add_typer(export_cli.app, name="export")
 app.command("segment")(segment_command)
 app.command("distill")(distill_command)
 app.add_typer(cache_cli.app, name="cache")
+app.command("quantize")(quantize_command)
 app.command("pack")(bundle_cli.pack_command)
 app.command("verify")(bundle_cli.verify_command)
 app.add_typer(bundle_cli.keys_app, name="keys")

@@ -11,7 +11,9 @@ from medkd.errors import BadInput
 
 
 def segment_command(
-    model: str = typer.Option(..., "--model", "-m", help="Export directory (ONNX Runtime), .pt2 package, TensorRT .plan, or any model eval takes."),
+    model: str = typer.Option(None, "--model", "-m", help="Export directory (ONNX Runtime), .pt2 package, TensorRT .plan, or any model eval takes."),
+    bundle: Path = typer.Option(None, "--bundle", "-b", help="A NAME.medkd bundle instead of --model: checked, then run from what it carries."),
+    variant: str = typer.Option(None, "--variant", help="Bundle variant (default: TensorRT engines that fit this device, else the first ONNX)."),
     image: Path = typer.Option(..., "--image", "-i", help="PNG / JPEG / NIfTI / DICOM / NPZ image."),
     out: Path = typer.Option(..., "--out", "-o", help="mask.png (0/255) or mask.nii.gz."),
     box: str = typer.Option(None, "--box", help="x0,y0,x1,y1 in original pixels (ends inclusive)."),
@@ -30,13 +32,20 @@ def segment_command(
         write_mask,
     )
 
+    if (model is None) == (bundle is None) or (variant is not None and bundle is None):
+        raise BadInput("give either --model or --bundle (and --variant only with --bundle)")
     if not image.exists():
         raise BadInput(f"{image} does not exist")
     if not out.name.lower().endswith(MASK_SUFFIXES):
         raise BadInput(f"--out must end in {', '.join(MASK_SUFFIXES)}, not {out.name}")
     points, labels = parse_points(point)
     rgb = load_slice(image, canonical_modality(modality), slice_index)
-    segmenter = load_segmenter(model, None, "auto")
+    if bundle is not None:
+        from medkd.bundle import load_bundle_segmenter
+
+        segmenter = load_bundle_segmenter(bundle, variant)
+    else:
+        segmenter = load_segmenter(model, None, "auto")
     mask = segment_image(segmenter, rgb, None if box is None else parse_box(box), points, labels)
     write_mask(mask, out, image, slice_index)
     typer.echo(f"wrote {out}: {int(mask.sum())} of {mask.size} pixels")

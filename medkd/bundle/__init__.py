@@ -1,0 +1,44 @@
+"""Vendor bundles: one signed archive per target with a run's deployable models and what they are.
+
+A bundle (``NAME.medkd``, a gzip tar) holds ``variants/NAME/`` (export-layout artifact directories:
+ONNX FP32 / FP16 / INT8, TensorRT engines), ``data/DATASET/LICENSE-*``, ``MODEL_CARD.md``,
+``manifest.json`` (schema in :mod:`medkd.bundle.schema`: model, target, provenance chain, tensors,
+preprocessing, prompts, precision, engine and ONNX requirements, accuracy, latency, licences, and the
+SHA-256 of every file) and optionally ``manifest.sig`` (Ed25519 over ``manifest.json``'s bytes).
+
+Typical use::
+
+    result = pack_bundle(Path("runs/stand-in"), Path("litemedsam.medkd"), PackOptions("jetson-orin", key=Path("vendor.pem")))
+    verification = verify_bundle(Path("litemedsam.medkd"), pubkey="vendor.pem.pub")
+    segmenter = load_bundle_segmenter(Path("litemedsam.medkd"))   # then medkd.export.segment.segment_image
+"""
+
+from medkd.bundle.compatibility import Check
+from medkd.bundle.device import DeviceProfile, local_device
+from medkd.bundle.pack import PackOptions, PackResult, pack_bundle
+from medkd.bundle.runtime import default_variant, load_bundle_segmenter
+from medkd.bundle.schema import BundleManifest, parse_manifest
+from medkd.bundle.signing import generate_keypair
+from medkd.bundle.targets import TARGETS
+from medkd.bundle.unpack import UnpackLimits, UnsafeBundle, safe_unpack
+from medkd.bundle.verify import Verification, verify_bundle
+
+__all__ = [
+    "TARGETS",
+    "BundleManifest",
+    "Check",
+    "DeviceProfile",
+    "PackOptions",
+    "PackResult",
+    "UnpackLimits",
+    "UnsafeBundle",
+    "Verification",
+    "default_variant",
+    "generate_keypair",
+    "load_bundle_segmenter",
+    "local_device",
+    "pack_bundle",
+    "parse_manifest",
+    "safe_unpack",
+    "verify_bundle",
+]

@@ -1,0 +1,37 @@
+"""What this device offers a bundle: ONNX Runtime, TensorRT, and the CUDA GPU's compute capability."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import platform
+from dataclasses import dataclass
+
+import onnxruntime
+
+from medkd.export.tensorrt_build import device_info
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    machine: str
+    onnxruntime: str
+    tensorrt: str | None
+    cuda: str | None
+    compute_capability: str | None
+    gpu: str | None
+
+
+def _tensorrt_version() -> str | None:
+    if importlib.util.find_spec("tensorrt") is None:
+        return None
+    try:
+        return str(importlib.import_module("tensorrt").__version__)
+    except Exception:  # noqa: BLE001 - a broken TensorRT install is as good as none for a bundle
+        return None
+
+
+def local_device() -> DeviceProfile:
+    """This machine, detected with ONNX Runtime, TensorRT and torch.cuda where they are importable."""
+    gpu = device_info()
+    return DeviceProfile(platform.machine(), onnxruntime.__version__, _tensorrt_version(), gpu["cuda"], gpu["compute_capability"], gpu["gpu"])

@@ -1,0 +1,181 @@
+"""``medkd pack``: a run's variants for one target, with manifest, model card and signature, in one archive.
+
+Files are hashed while they are written into the archive, so the recorded SHA-256 is that of the
+packed bytes; a file that no longer matches its artifact manifest stops the packing. The archive is
+written beside ``out`` and renamed into place only when complete. Members: ``variants/NAME/...`` (each
+an artifact directory with its own ``manifest.json``), ``data/DATASET/LICENSE-*``, ``MODEL_CARD.md``,
+``manifest.json`` and, when signed, ``manifest.sig``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import importlib.metadata
+import io
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from medkd import __version__
+from medkd.artifacts import MANIFEST_NAME, atomic_path
+from medkd.bundle.attribution import dataset_attributions
+from medkd.bundle.measurements import accuracy_entries, find_reports, latency_entries
+from medkd.bundle.model_card import render_model_card
+from medkd.bundle.provenance import provenance_chain
+from medkd.bundle.schema import (
+    BUNDLE_FORMAT,
+    BUNDLE_SCHEMA,
+    MANIFEST_MEMBER,
+    MODEL_CARD_MEMBER,
+    SIGNATURE_MEMBER,
+    BundleManifest,
+    ModelInfo,
+    canonical_bytes,
+    parse_manifest,
+)
+from medkd.bundle.signing import fingerprint, load_private_key, sign
+from medkd.bundle.targets import get_target
+from medkd.bundle.variants import PlannedVariant, find_artifacts, plan_variants
+from medkd.data.progress import track
+from medkd.errors import BadInput
+
+BUNDLE_SUFFIX = ".medkd"
+
+
+@dataclass
+class PackOptions:
+    target: str
+    key: Path | None = None
+    model_id: str | None = None
+    version: str | None = None
+    licence: str | None = None
+    reports: list[Path] = field(default_factory=list)
+    progress: bool = True
+
+
+@dataclass
+class PackResult:
+    manifest: BundleManifest
+    skipped: list[tuple[Path, str]]
+    notes: list[str]
+    size: int
+
+
+@dataclass
+class _Member:
+    """A file to pack: its name in the bundle, its path, and the SHA-256 it must have (if known)."""
+
+    name: str
+    path: Path
+    expected: str | None
+
+
+class _HashingReader:
+    """A file wrapper that hashes what is read."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.handle.read(size)
+        self.digest.update(chunk)
+        return chunk
+
+
+def _tarinfo(name: str, size: int, mtime: float) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, int(mtime), 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def _members(planned: list[PlannedVariant], licence_files: dict[str, Path]) -> list[_Member]:
+    members = []
+    for item in planned:
+        root, directory = item.source.directory, item.variant.directory
+        members += [_Member(f"{directory}/{name}", root / name, digest) for name, digest in item.files.items()]
+        members.append(_Member(f"{directory}/{MANIFEST_NAME}", root / MANIFEST_NAME, None))
+    return members + [_Member(name, path, None) for name, path in sorted(licence_files.items())]
+
+
+def _add_files(tar: tarfile.TarFile, members: list[_Member], mtime: float, enabled: bool) -> dict[str, str]:
+    """Write ``members`` into ``tar``; their SHA-256 as packed, checked against what their artifacts record."""
+    hashes = {}
+    for member in track(members, len(members), "packing", enabled):
+        with open(member.path, "rb") as handle:
+            reader = _HashingReader(handle)
+            tar.addfile(_tarinfo(member.name, member.path.stat().st_size, mtime), reader)  # type: ignore[arg-type]
+        digest = reader.digest.hexdigest()
+        if member.expected is not None and digest != member.expected:
+            raise BadInput(f"{member.path} no longer matches its artifact manifest: rebuild that artifact")
+        hashes[member.name] = digest
+    return hashes
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> str:
+    tar.addfile(_tarinfo(name, len(data), mtime), io.BytesIO(data))
+    return hashlib.sha256(data).hexdigest()
+
+
+def _model_info(planned: list[PlannedVariant], model_id: str, options: PackOptions) -> ModelInfo:
+    first = planned[0].source.manifest
+    layout = first.config["export"]
+    return ModelInfo(
+        id=model_id,
+        version=options.version or first.id,
+        architecture=layout["model"]["name"],
+        family=layout["model"]["family"],
+        kwargs=layout["model"].get("kwargs", {}),
+        input_size=int(layout["preprocessing"]["input_size"]),
+        embedding_grid=layout["model"].get("embedding_grid"),
+        licence=options.licence,
+    )
+
+
+def pack_bundle(run: Path, out: Path, options: PackOptions) -> PackResult:
+    """Pack ``run``'s variants for ``options.target`` into ``out`` (``NAME.medkd``)."""
+    target = get_target(options.target)
+    if not out.name.endswith(BUNDLE_SUFFIX) or len(out.name) == len(BUNDLE_SUFFIX):
+        raise BadInput(f"--out must be NAME{BUNDLE_SUFFIX}, not {out.name}")
+    key = load_private_key(options.key) if options.key is not None else None
+    planned, skipped = plan_variants(find_artifacts(run), target)
+    if not planned:
+        reasons = "; ".join(f"{path.name}: {reason}" for path, reason in skipped) or "no export artifact found"
+        raise BadInput(f"{run} has nothing to pack for {target.name} ({reasons})")
+    chain = provenance_chain([p.source.directory for p in planned])
+    data, licence_files, notes = dataset_attributions(list(chain.data_manifests.values()))
+    reports = find_reports(run, options.reports)
+    created = _dt.datetime.now(_dt.timezone.utc)
+    mtime = created.timestamp()
+    first_layout = planned[0].source.manifest.config["export"]
+    with atomic_path(out) as tmp, tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
+        files = _add_files(tar, _members(planned, licence_files), mtime, options.progress)
+        manifest = BundleManifest(
+            format=BUNDLE_FORMAT,
+            schema=BUNDLE_SCHEMA,
+            created=created.isoformat(timespec="seconds"),
+            medkd=__version__,
+            model=_model_info(planned, options.model_id or out.name.removesuffix(BUNDLE_SUFFIX), options),
+            target=target.info(),
+            preprocessing=first_layout["preprocessing"],
+            prompts=first_layout["prompts"],
+            variants=[p.variant for p in planned],
+            provenance=chain.nodes,
+            accuracy=accuracy_entries(reports, chain),
+            latency=latency_entries(reports, chain),
+            data=data,
+            licences={"model": options.licence, "medkd runtime": importlib.metadata.metadata("medkd").get("License")},
+            signer=None if key is None else fingerprint(key.public_key()),
+            files=files,
+        )
+        files[MODEL_CARD_MEMBER] = _add_bytes(tar, MODEL_CARD_MEMBER, render_model_card(manifest).encode(), mtime)
+        document = canonical_bytes(manifest.to_dict())
+        parse_manifest(document)  # what verify will read: fail here, not on the device
+        _add_bytes(tar, MANIFEST_MEMBER, document, mtime)
+        if key is not None:
+            _add_bytes(tar, SIGNATURE_MEMBER, sign(key, MANIFEST_MEMBER, document), mtime)
+    return PackResult(manifest, skipped, notes, out.stat().st_size)

@@ -1,0 +1,47 @@
+"""Run a bundle: unpack it safely, refuse it unless every file and its signature check out, and open
+one variant through the export runtimes (``medkd.export.sessions``), exactly as ``medkd segment --model``
+opens an export directory.
+
+The default variant is a TensorRT one whose engines fit this device, else the first ONNX variant
+(FP32 where the bundle has it), run by ONNX Runtime on the CPU.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from medkd.bundle.compatibility import engine_check
+from medkd.bundle.device import DeviceProfile, local_device
+from medkd.bundle.schema import BundleManifest, Variant
+from medkd.bundle.unpack import safe_unpack
+from medkd.bundle.verify import inspect_unpacked
+from medkd.errors import BadInput
+from medkd.export.runtime import ExportedSegmenter
+from medkd.export.sessions import open_exported
+
+
+def default_variant(manifest: BundleManifest, device: DeviceProfile) -> Variant:
+    """The first TensorRT variant whose engines all fit ``device``, else the first ONNX variant."""
+    for variant in manifest.variants:
+        if variant.format == "tensorrt" and all(engine_check(variant, e, device).status == "pass" for e in variant.engines):
+            return variant
+    for variant in manifest.variants:
+        if variant.format == "onnx":
+            return variant
+    raise BadInput(f"no variant of this bundle runs here ({', '.join(v.name for v in manifest.variants)} need TensorRT engines that fit)")
+
+
+def load_bundle_segmenter(bundle: Path, variant: str | None = None) -> ExportedSegmenter:
+    """A segmenter for ``variant`` (default: :func:`default_variant`) of a verified ``bundle``."""
+    with tempfile.TemporaryDirectory(prefix="medkd-bundle-") as scratch:
+        root = Path(scratch)
+        verification = inspect_unpacked(root, safe_unpack(bundle, root), None, None)
+        if verification.failed:
+            first = verification.failed[0]
+            raise BadInput(f"{bundle} is refused: {first.name}: {first.message} (medkd verify lists every check)")
+        manifest = verification.manifest
+        chosen = manifest.variant(variant) if variant is not None else default_variant(manifest, local_device())
+        segmenter = open_exported(root / chosen.directory)  # sessions read their files now: the directory may go
+    segmenter.source = f"{bundle}#{chosen.name}"
+    return segmenter

@@ -1,0 +1,206 @@
+"""The bundle manifest (``manifest.json``): its schema, canonical bytes and validation.
+
+The manifest is stored as canonical JSON (sorted keys, two-space indent, UTF-8, one trailing newline)
+and the signature covers exactly those bytes. Validation is strict: unknown or missing keys and wrong
+types are schema errors that name the key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from medkd.config import from_mapping
+from medkd.errors import BadInput
+
+BUNDLE_FORMAT = "medkd.bundle"
+BUNDLE_SCHEMA = 1
+MANIFEST_MEMBER = "manifest.json"
+SIGNATURE_MEMBER = "manifest.sig"
+MODEL_CARD_MEMBER = "MODEL_CARD.md"
+VARIANTS_DIR = "variants"
+DATA_DIR = "data"
+
+
+@dataclass
+class TensorSpec:
+    """One graph input or output: shape entries are sizes or dimension names."""
+
+    name: str
+    shape: list[Any]
+    dtype: str
+
+
+@dataclass
+class GraphSpec:
+    """One graph of a variant: its ONNX (or engine) file and tensors."""
+
+    name: str
+    file: str
+    files: list[str]
+    opset: int | None
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
+@dataclass
+class EngineSpec:
+    """What a TensorRT engine is tied to."""
+
+    graph: str
+    file: str
+    precision: str
+    tensorrt: str
+    cuda: str | None
+    compute_capability: str | None
+    gpu: str | None
+    jetpack: str | None
+    version_compatible: bool
+    hardware_compatibility: str
+
+
+@dataclass
+class Variant:
+    """One runnable form of the model: an artifact directory below ``variants/``."""
+
+    name: str
+    format: Literal["onnx", "tensorrt"]
+    precision: str
+    directory: str
+    artifact_kind: str
+    artifact_id: str
+    graphs: list[GraphSpec]
+    engines: list[EngineSpec] = field(default_factory=list)
+    opset: int | None = None
+    onnxruntime: str | None = None
+    validation: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelInfo:
+    id: str
+    version: str
+    architecture: str
+    family: str
+    kwargs: dict[str, Any]
+    input_size: int
+    embedding_grid: int | None
+    licence: str | None
+
+
+@dataclass
+class TargetInfo:
+    name: str
+    description: str
+    platform: str
+    compute_capability: str | None
+    max_opset: int | None
+    jetpack: str | None
+
+
+@dataclass
+class ProvenanceNode:
+    """An artifact or file of the chain that made the model, pinned by SHA-256."""
+
+    kind: str
+    id: str | None
+    name: str
+    sha256: str
+    found: bool
+    created: str | None = None
+    software: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AccuracyEntry:
+    """Means per dataset (and overall) of one evaluation of a model of the chain."""
+
+    model: str
+    artifact_id: str | None
+    source: str
+    split: str | None
+    prompt: str | None
+    crop: str | None
+    by_dataset: dict[str, Any]
+    overall: dict[str, Any]
+
+
+@dataclass
+class DatasetAttribution:
+    dataset: str
+    modality: str | None
+    licences: list[str]
+    attribution: str | None
+    files: list[str]
+
+
+@dataclass
+class BundleManifest:
+    format: Literal["medkd.bundle"]
+    schema: int
+    created: str
+    medkd: str
+    model: ModelInfo
+    target: TargetInfo
+    preprocessing: dict[str, Any]
+    prompts: dict[str, Any]
+    variants: list[Variant]
+    provenance: list[ProvenanceNode]
+    accuracy: list[AccuracyEntry]
+    latency: list[dict[str, Any]]
+    data: list[DatasetAttribution]
+    licences: dict[str, Any]
+    signer: str | None
+    files: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def variant(self, name: str) -> Variant:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        raise BadInput(f"the bundle has no variant '{name}' (it has {', '.join(v.name for v in self.variants)})")
+
+
+def canonical_bytes(value: dict[str, Any]) -> bytes:
+    """The exact bytes of ``manifest.json``: what a signature covers."""
+    return (json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def parse_manifest(data: bytes) -> BundleManifest:
+    """Validate ``manifest.json`` bytes against the schema; ``BadInput`` names what is wrong."""
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInput(f"{MANIFEST_MEMBER} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict) or value.get("format") != BUNDLE_FORMAT:
+        raise BadInput(f"{MANIFEST_MEMBER} is not a {BUNDLE_FORMAT} manifest")
+    schema = value.get("schema")
+    if not isinstance(schema, int) or schema > BUNDLE_SCHEMA:
+        raise BadInput(f"bundle schema {schema!r} is not one this medkd reads (up to {BUNDLE_SCHEMA})")
+    manifest = from_mapping(BundleManifest, value, "manifest")
+    _check_references(manifest)
+    return manifest
+
+
+def _check_references(manifest: BundleManifest) -> None:
+    """The model card, every file a variant or dataset names are among the hashed files; names are unique."""
+    if MODEL_CARD_MEMBER not in manifest.files:
+        raise BadInput(f"manifest.files: {MODEL_CARD_MEMBER} is not among the hashed files")
+    names = [v.name for v in manifest.variants]
+    if not names or len(set(names)) != len(names):
+        raise BadInput("manifest.variants: variant names must be present and unique")
+    for variant in manifest.variants:
+        named = [f"{variant.directory}/{f}" for graph in variant.graphs for f in graph.files]
+        named += [f"{variant.directory}/{e.file}" for e in variant.engines] + [f"{variant.directory}/manifest.json"]
+        missing = [name for name in named if name not in manifest.files]
+        if missing:
+            raise BadInput(f"manifest.variants[{variant.name}]: {missing[0]} is not among the hashed files")
+    for dataset in manifest.data:
+        missing = [name for name in dataset.files if name not in manifest.files]
+        if missing:
+            raise BadInput(f"manifest.data[{dataset.dataset}]: {missing[0]} is not among the hashed files")

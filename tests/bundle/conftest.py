@@ -1,0 +1,126 @@
+"""Runs with tiny exports of real-data-validated models, signing keys, bundles, and archive rewriting."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from medkd.export.layout import read_layout
+
+from medkd.artifacts import Manifest, as_input, hash_files, write_manifest
+from medkd.bundle.signing import generate_keypair
+from medkd.cli import run
+from tests.conftest import TINY_SAM, TINY_UNET, make_model_artifact
+from tests.export.conftest import export_onnx
+
+Members = list[tuple[tarfile.TarInfo, bytes | None]]
+
+
+def make_run(directory: Path, name: str, kwargs: dict, data: Path) -> Path:
+    """RUN/student (random weights), RUN/export (validated on ``data``) and RUN/eval-export.json."""
+    student = make_model_artifact(directory / "student", name, kwargs)
+    export = export_onnx(student, directory / "export", data)
+    report = directory / "eval-export.json"
+    assert run(["eval", "--model", str(export), "--data", str(data), "--split", "test", "--out", str(report), "--no-cache"]) == 0
+    return directory
+
+
+@pytest.fixture(scope="session")
+def unet_run(ct_manifest, tmp_path_factory) -> Path:
+    return make_run(tmp_path_factory.mktemp("unet-run"), "unet", TINY_UNET, ct_manifest)
+
+
+@pytest.fixture(scope="session")
+def sam_run(ct_manifest, tmp_path_factory) -> Path:
+    return make_run(tmp_path_factory.mktemp("sam-run"), "sam-vit-stand-in", TINY_SAM, ct_manifest)
+
+
+@pytest.fixture(scope="session")
+def signing_key(tmp_path_factory) -> Path:
+    key = tmp_path_factory.mktemp("keys") / "vendor.pem"
+    generate_keypair(key)
+    return key
+
+
+@pytest.fixture(scope="session")
+def other_key(tmp_path_factory) -> Path:
+    key = tmp_path_factory.mktemp("other-keys") / "other.pem"
+    generate_keypair(key)
+    return key
+
+
+def pack(run_dir: Path, out: Path, target: str = "x86-cpu", *extra: str) -> Path:
+    assert run(["pack", str(run_dir), "--target", target, "--out", str(out), *extra]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def unet_bundle(unet_run, signing_key, tmp_path_factory) -> Path:
+    """The tiny U-Net run, packed for x86-cpu and signed."""
+    return pack(unet_run, tmp_path_factory.mktemp("bundles") / "unet.medkd", "x86-cpu", "--sign", str(signing_key), "--model-version", "1.2.0")
+
+
+def add_engines(export_dir: Path, out: Path, compute_capability: str = "8.7", tensorrt: str = "10.3.0", precision: str = "fp16") -> Path:
+    """A made-up ``engines`` artifact (as ``medkd export tensorrt`` writes it) with placeholder engine bytes."""
+    layout = read_layout(export_dir)
+    out.mkdir(parents=True)
+    engines = {}
+    for graph in layout["graphs"]:
+        name = f"{graph}.{precision}.plan"
+        (out / name).write_bytes(f"made-up {graph} engine for sm_{compute_capability}".encode())
+        engines[graph] = {
+            "file": name,
+            "onnx": layout["graphs"][graph]["file"],
+            "precision": precision,
+            "tensorrt": tensorrt,
+            "cuda": "12.6",
+            "gpu": "Orin",
+            "compute_capability": compute_capability,
+            "version_compatible": False,
+            "hardware_compatibility": "none",
+        }
+    files = hash_files(out, [e["file"] for e in engines.values()])
+    write_manifest(out, Manifest(kind="engines", config={"export": layout, "engines": engines, "precision": precision}, inputs=[as_input(export_dir)], files=files))
+    return out
+
+
+def read_members(bundle: Path) -> Members:
+    with tarfile.open(bundle, "r:gz") as tar:
+        return [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()]
+
+
+def write_members(members: Members, out: Path) -> Path:
+    with tarfile.open(out, "w:gz", compresslevel=1) as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return out
+
+
+def rewrite(bundle: Path, out: Path, edit: Callable[[Members], Members]) -> Path:
+    """A copy of ``bundle`` with its members changed by ``edit``."""
+    return write_members(edit(read_members(bundle)), out)
+
+
+def replace_member(name: str, change: Callable[[bytes], bytes]) -> Callable[[Members], Members]:
+    def edit(members: Members) -> Members:
+        assert any(info.name == name for info, _ in members), name
+        return [(info, change(data) if info.name == name else data) for info, data in members]
+
+    return edit
+
+
+def verify_json(bundle: Path, *extra: str, capsys) -> tuple[int, dict]:
+    """Exit code and JSON report of ``medkd verify --json``."""
+    code = run(["verify", str(bundle), "--json", *extra])
+    captured = capsys.readouterr()
+    return code, json.loads(captured.out)
+
+
+def failures(report: dict) -> list[str]:
+    return [f"{c['name']}: {c['message']}" for c in report["checks"] if c["status"] == "fail"]

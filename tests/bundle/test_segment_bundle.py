@@ -1,0 +1,57 @@
+"""``medkd segment --bundle``: the same mask as ``medkd eval`` and ``medkd segment --model`` on the run's export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medkd.bundle import load_bundle_segmenter
+from medkd.cli import run
+from medkd.data import ArrayCache, RowLoader, load_manifest
+from medkd.evaluation import load_segmenter
+from medkd.evaluation.runner import _predict
+from tests.bundle.conftest import pack
+
+pytestmark = pytest.mark.data
+
+
+def _segment(source: list[str], image, box: str, out) -> np.ndarray:
+    assert run(["segment", *source, "--image", str(image), "--box", box, "--modality", "CT", "--out", str(out)]) == 0
+    return np.asarray(Image.open(out)) > 0
+
+
+@pytest.mark.parametrize(("run_fixture", "rows"), [("sam_run", (3,)), ("unet_run", (3, 20))])
+def test_bundle_mask_equals_eval_and_export_masks(run_fixture, rows, request, ct_manifest, signing_key, tmp_path):
+    run_dir = request.getfixturevalue(run_fixture)
+    bundle = pack(run_dir, tmp_path / "model.medkd", "x86-cpu", "--sign", str(signing_key))
+    manifest = load_manifest(ct_manifest)
+    loader = RowLoader(manifest, ArrayCache(None))
+    for row in (manifest.rows[i] for i in rows):
+        image, box = manifest.resolve(row.image), ",".join(str(v) for v in row.box)
+        from_bundle = _segment(["--bundle", str(bundle)], image, box, tmp_path / "bundle.png")
+        from_export = _segment(["--model", str(run_dir / "export")], image, box, tmp_path / "export.png")
+        evaluated = _predict(load_segmenter(str(run_dir / "export"), None, "cpu"), [[row]], loader, "box", "none", {row.id: loader.mask(row)})[row.id]
+        assert from_bundle.shape == (row.height, row.width) and from_bundle.any()
+        assert np.array_equal(from_bundle, from_export) and np.array_equal(from_bundle, evaluated)
+
+
+def test_the_default_variant_is_onnx_fp32_here_and_a_named_one_is_used(unet_bundle):
+    segmenter = load_bundle_segmenter(unet_bundle)
+    assert segmenter.source == f"{unet_bundle}#onnx-fp32" and segmenter.family == "unet" and segmenter.input_size == 256
+    assert load_bundle_segmenter(unet_bundle, "onnx-fp32").source.endswith("#onnx-fp32")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--variant", "tensorrt-fp16"], "the bundle has no variant 'tensorrt-fp16' (it has onnx-fp32)"),
+        (["--model", "x"], "give either --model or --bundle"),
+    ],
+)
+def test_bad_bundle_options_are_bad_input(unet_bundle, ct_manifest, tmp_path, options, message, capsys):
+    manifest = load_manifest(ct_manifest)
+    image = manifest.resolve(manifest.rows[0].image)
+    argv = ["segment", "--bundle", str(unet_bundle), *options, "-i", str(image), "--box", "1,1,40,40", "-o", str(tmp_path / "m.png")]
+    assert run(argv) == 2
+    assert message in capsys.readouterr().err

@@ -1,9 +1,12 @@
 """Accuracy and latency a run measured, for the bundle manifest and the model card.
 
 Accuracy comes from ``medkd eval`` reports (kind ``medkd.eval``) in the run directory (two levels deep)
-or given by path, each attributed to the artifact of the chain it evaluated, and from the validation
-summaries (``metrics.val``) in the chain's manifests. Latency comes from benchmark results (kind
-``medkd.bench...``) found the same way and from ``metrics.latency`` in the chain's manifests.
+or given by path, each attributed to the artifact of the chain it evaluated, from the validation
+summaries (``metrics.val``) in the chain's manifests, and from ``medkd quantize``'s gate (FP32 against
+the quantized graphs per split, ``metrics.quantization.accuracy``). Latency comes from benchmark
+results (kind ``medkd.bench...``) found the same way and from ``metrics.latency`` or
+``metrics.quantization.latency`` in the chain's manifests. Entries are labelled with the artifact's
+directory name (its stage in a run: export, quant, student, teacher).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 from medkd.artifacts import MANIFEST_NAME, read_manifest
 from medkd.bundle.provenance import Provenance
-from medkd.bundle.schema import AccuracyEntry
+from medkd.bundle.schema import AccuracyEntry, ProvenanceNode
 from medkd.errors import BadInput
 from medkd.evaluation.report import REPORT_KIND
 
@@ -75,29 +78,43 @@ def _entry(model: str, artifact_id: str | None, source: str, summary: dict[str, 
     )
 
 
+def _quantization_entries(node: ProvenanceNode, report: dict[str, Any]) -> list[AccuracyEntry]:
+    """One entry per split of ``medkd quantize``'s gate: the quantized graphs' DSC / NSD and the drop from FP32."""
+    precision = report.get("precision")
+    crop = report.get("calibration", {}).get("crop")
+    entries = []
+    for split, scores in sorted(report.get("accuracy", {}).items()):
+        overall = {**scores.get(precision, {}), "dsc_drop": scores.get("dsc_drop"), "n": scores.get("objects")}
+        entries.append(AccuracyEntry(node.name, node.id, f"{node.name} manifest ({precision} gate against FP32)", split, "box", crop, {}, overall))
+    return entries
+
+
 def accuracy_entries(reports: list[tuple[Path, dict[str, Any]]], chain: Provenance) -> list[AccuracyEntry]:
-    """Validation summaries of the chain's artifacts, then every eval report."""
+    """Validation summaries and quantization gates of the chain's artifacts, then every eval report."""
     entries = []
     for directory, node in chain.artifacts.items():
-        summary = read_manifest(directory).metrics.get("val")
-        if isinstance(summary, dict):
-            entries.append(_entry(node.kind, node.id, f"{node.kind} manifest (validation during training)", summary, {"split": "val"}))
+        metrics = read_manifest(directory).metrics
+        if isinstance(metrics.get("val"), dict):
+            entries.append(_entry(node.name, node.id, f"{node.name} manifest (validation during training)", metrics["val"], {"split": "val"}))
+        if isinstance(metrics.get("quantization"), dict):
+            entries += _quantization_entries(node, metrics["quantization"])
     for path, report in reports:
         if report["kind"] != REPORT_KIND:
             continue
         config = report.get("config", {})
         model = config.get("model", {})
         node = chain.artifacts.get(Path(str(model.get("source"))).resolve())
-        label = node.kind if node is not None else str(model.get("name") or model.get("source"))
+        label = node.name if node is not None else str(model.get("name") or model.get("source"))
         entries.append(_entry(label, None if node is None else node.id, f"medkd eval report {path.name}", report.get("summary", {}), config))
     return entries
 
 
 def latency_entries(reports: list[tuple[Path, dict[str, Any]]], chain: Provenance) -> list[dict[str, Any]]:
-    """Benchmark reports as they are, then ``metrics.latency`` of the chain's artifacts."""
+    """Benchmark reports as they are, then the latency recorded in the chain's manifests."""
     entries = [{"source": path.name, **report} for path, report in reports if report["kind"] != REPORT_KIND]
     for directory, node in chain.artifacts.items():
-        latency = read_manifest(directory).metrics.get("latency")
+        metrics = read_manifest(directory).metrics
+        latency = metrics.get("latency") or (metrics.get("quantization") or {}).get("latency")
         if latency is not None:
-            entries.append({"source": f"{node.kind} manifest", "artifact_id": node.id, "latency": latency})
+            entries.append({"source": f"{node.name} manifest", "artifact_id": node.id, "latency": latency})
     return entries

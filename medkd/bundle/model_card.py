@@ -8,7 +8,7 @@ from typing import Any
 from medkd.bundle.schema import AccuracyEntry, BundleManifest, TensorSpec
 
 LATENCY_QUANTILES = ("p50", "p90", "p99")
-CARD_METRICS = (("dsc", "DSC"), ("nsd", "NSD"), ("iou", "IoU"), ("hd95", "HD95"), ("agreement_dsc", "agree DSC"))
+CARD_METRICS = (("dsc", "DSC"), ("nsd", "NSD"), ("iou", "IoU"), ("hd95", "HD95"), ("agreement_dsc", "agree DSC"), ("dsc_drop", "DSC drop from FP32"))
 
 
 def _cell(value: Any) -> str:
@@ -47,17 +47,30 @@ def _device_name(device: Any) -> str:
     return "not recorded"
 
 
+def _side_by_side(latency: dict[str, Any]) -> list[str]:
+    """``medkd quantize``'s interleaved timing: p50 per precision and the speed-up, per graph."""
+    rows = [
+        [graph, "; ".join(f"{label} {_cell(t['p50_ms'])} ms" for label, t in timing.items() if isinstance(t, dict)), timing["speedup_p50"]]
+        for graph, timing in latency.items()
+        if isinstance(timing, dict) and "speedup_p50" in timing
+    ]
+    return _table(["graph", "p50", "speed-up"], rows) if rows else []
+
+
 def _latency(entry: dict[str, Any]) -> list[str]:
-    """A benchmark document's entries as a table (p50 / p90 / p99 in ms); other records by name."""
+    """A benchmark document's entries (p50 / p90 / p99 in ms), or a manifest's side-by-side timing, as a table."""
     rows = [
         [e.get("model"), e.get("backend"), e.get("graph"), e.get("precision"), e.get("batch"), e.get("threads"), *(e.get("latency_ms", {}).get(q) for q in LATENCY_QUANTILES)]
         for e in entry.get("entries", [])
         if isinstance(e, dict)
     ]
-    title = f"**latency** ({entry['source']}, device: {_device_name(entry.get('device'))})"
-    if not rows:
-        return [title, "", f"Recorded as {entry.get('kind', 'manifest metrics')}: see manifest.json.", ""]
-    return [title, "", *_table(["model", "backend", "graph", "precision", "batch", "threads", *(f"{q} ms" for q in LATENCY_QUANTILES)], rows), ""]
+    recorded = entry.get("latency")
+    device = entry.get("device") or (recorded.get("device") if isinstance(recorded, dict) else None)
+    title = f"**latency** ({entry['source']}, device: {device if isinstance(device, str) else _device_name(device)})"
+    if rows:
+        return [title, "", *_table(["model", "backend", "graph", "precision", "batch", "threads", *(f"{q} ms" for q in LATENCY_QUANTILES)], rows), ""]
+    table = _side_by_side(recorded) if isinstance(recorded, dict) else []
+    return [title, "", *(table or [f"Recorded as {entry.get('kind', 'manifest metrics')}: see manifest.json."]), ""]
 
 
 def _limitations(manifest: BundleManifest) -> list[str]:
@@ -132,6 +145,7 @@ def render_model_card(manifest: BundleManifest) -> str:
                 f"- `{variant.name}` against PyTorch on {validation.get('samples')} images: max |logit diff| "
                 f"{_cell(validation.get('max_abs_logit_diff'))}, min mask DSC {_cell(validation.get('min_mask_dsc'))}"
             )
+    lines.append("")
     for entry in manifest.latency:
         lines += _latency(entry)
     if not manifest.accuracy and not manifest.latency:

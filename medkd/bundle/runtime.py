@@ -1,9 +1,10 @@
 """Run a bundle: unpack it safely, refuse it unless every file and its signature check out, and open
-one variant through the export runtimes (``medkd.export.sessions``), exactly as ``medkd segment --model``
-opens an export directory.
+one variant with the export runtimes (ONNX Runtime on the CPU, TensorRT engines on CUDA), the same
+segmenters ``medkd segment --model`` opens for an export directory.
 
-The default variant is a TensorRT one whose engines fit this device, else the first ONNX variant
-(FP32 where the bundle has it), run by ONNX Runtime on the CPU.
+Only ONNX (``export``) and TensorRT (``engines``) artifacts are opened: never an AOTInductor package,
+which holds compiled code. The default variant is a TensorRT one whose engines fit this device, else
+the first ONNX variant (FP32 where the bundle has it).
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from medkd.artifacts import read_manifest
 from medkd.bundle.compatibility import engine_check
 from medkd.bundle.device import DeviceProfile, local_device
 from medkd.bundle.schema import BundleManifest, Variant
 from medkd.bundle.unpack import safe_unpack
 from medkd.bundle.verify import inspect_unpacked
 from medkd.errors import BadInput
-from medkd.export.runtime import ExportedSegmenter
-from medkd.export.sessions import open_exported
+from medkd.export.runtime import ExportedSegmenter, OnnxSegmenter
 
 
 def default_variant(manifest: BundleManifest, device: DeviceProfile) -> Variant:
@@ -32,6 +33,22 @@ def default_variant(manifest: BundleManifest, device: DeviceProfile) -> Variant:
     raise BadInput(f"no variant of this bundle runs here ({', '.join(v.name for v in manifest.variants)} need TensorRT engines that fit)")
 
 
+ARTIFACT_KINDS = {"onnx": "export", "tensorrt": "engines"}
+
+
+def open_variant(root: Path, variant: Variant) -> ExportedSegmenter:
+    """The segmenter of an unpacked variant, refusing any artifact kind but ONNX exports and engines."""
+    directory = root / variant.directory
+    kind, expected = read_manifest(directory).kind, ARTIFACT_KINDS[variant.format]
+    if kind != expected:
+        raise BadInput(f"variant {variant.name} holds a '{kind}' artifact, not '{expected}': bundles run only ONNX and TensorRT engines")
+    if variant.format == "tensorrt":
+        from medkd.export.tensorrt_runtime import TensorRTSegmenter
+
+        return TensorRTSegmenter(directory)
+    return OnnxSegmenter(directory)
+
+
 def load_bundle_segmenter(bundle: Path, variant: str | None = None) -> ExportedSegmenter:
     """A segmenter for ``variant`` (default: :func:`default_variant`) of a verified ``bundle``."""
     with tempfile.TemporaryDirectory(prefix="medkd-bundle-") as scratch:
@@ -42,6 +59,6 @@ def load_bundle_segmenter(bundle: Path, variant: str | None = None) -> ExportedS
             raise BadInput(f"{bundle} is refused: {first.name}: {first.message} (medkd verify lists every check)")
         manifest = verification.manifest
         chosen = manifest.variant(variant) if variant is not None else default_variant(manifest, local_device())
-        segmenter = open_exported(root / chosen.directory)  # sessions read their files now: the directory may go
+        segmenter = open_variant(root, chosen)  # sessions read their files now: the directory may go
     segmenter.source = f"{bundle}#{chosen.name}"
     return segmenter

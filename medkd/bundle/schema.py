@@ -8,7 +8,9 @@ types are schema errors that name the key.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from medkd.config import from_mapping
@@ -21,6 +23,7 @@ SIGNATURE_MEMBER = "manifest.sig"
 MODEL_CARD_MEMBER = "MODEL_CARD.md"
 VARIANTS_DIR = "variants"
 DATA_DIR = "data"
+VARIANT_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 
 @dataclass
@@ -188,13 +191,19 @@ def parse_manifest(data: bytes) -> BundleManifest:
 
 
 def _check_references(manifest: BundleManifest) -> None:
-    """The model card, every file a variant or dataset names are among the hashed files; names are unique."""
+    """Plain relative file names; the model card and every file a variant or dataset names among them;
+    unique variant names, each variant in ``variants/NAME``."""
+    unsafe = [name for name in manifest.files if PurePosixPath(name).is_absolute() or ".." in PurePosixPath(name).parts]
+    if unsafe:
+        raise BadInput(f"manifest.files: {unsafe[0]} is not a path inside the bundle")
     if MODEL_CARD_MEMBER not in manifest.files:
         raise BadInput(f"manifest.files: {MODEL_CARD_MEMBER} is not among the hashed files")
     names = [v.name for v in manifest.variants]
     if not names or len(set(names)) != len(names):
         raise BadInput("manifest.variants: variant names must be present and unique")
     for variant in manifest.variants:
+        if not VARIANT_NAME.fullmatch(variant.name) or variant.directory != f"{VARIANTS_DIR}/{variant.name}":
+            raise BadInput(f"manifest.variants[{variant.name}]: a variant is named with a-z, 0-9 and '-' and lies in {VARIANTS_DIR}/NAME")
         named = [f"{variant.directory}/{f}" for graph in variant.graphs for f in graph.files]
         named += [f"{variant.directory}/{e.file}" for e in variant.engines] + [f"{variant.directory}/manifest.json"]
         missing = [name for name in named if name not in manifest.files]

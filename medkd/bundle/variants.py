@@ -23,7 +23,7 @@ from medkd.bundle.targets import Target
 from medkd.errors import BadInput
 
 SEARCH_DEPTH = 3
-PACKABLE_SUFFIXES = (".onnx", ".onnx.data", ".plan", ".engine")
+PACKABLE_SUFFIXES = (".onnx", ".onnx.data", ".plan", ".engine", ".calib")  # .calib: TensorRT INT8 calibration cache (text)
 PRECISION_ORDER = ("fp32", "fp16", "int8", "best")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -70,11 +70,11 @@ def _graph_spec(name: str, entry: dict[str, Any], file: str | None = None) -> Gr
 
 
 def onnx_precision(artifact: RunArtifact) -> str:
-    """The stated precision, else int8 for Q/DQ graphs, fp16 for float16 weights, else fp32."""
-    stated = artifact.manifest.config.get("precision")
-    if isinstance(stated, str):
-        return stated
-    graphs = [onnx.load(str(artifact.directory / g["file"]), load_external_data=False) for g in artifact.manifest.config["export"]["graphs"].values()]
+    """The layout's stated precision (``medkd quantize``), else int8 for Q/DQ graphs, fp16 for float16 weights, else fp32."""
+    layout = artifact.manifest.config["export"]
+    if isinstance(layout.get("precision"), str):
+        return layout["precision"]
+    graphs = [onnx.load(str(artifact.directory / g["file"]), load_external_data=False) for g in layout["graphs"].values()]
     if any(node.op_type in QDQ_OPS for graph in graphs for node in graph.graph.node):
         return "int8"
     if any(init.data_type == onnx.TensorProto.FLOAT16 for graph in graphs for init in graph.graph.initializer):
@@ -126,7 +126,7 @@ def _engine_variant(artifact: RunArtifact) -> Variant:
 def _exclusion(artifact: RunArtifact, variant: Variant, target: Target) -> str | None:
     unpackable = [name for name in artifact.manifest.files if not name.endswith(PACKABLE_SUFFIXES)]
     if unpackable:
-        return f"holds {unpackable[0]}, which bundles do not carry (only ONNX and engines)"
+        return f"holds {unpackable[0]}, which bundles do not carry (only ONNX, engines and calibration caches)"
     named = {f for graph in variant.graphs for f in graph.files}
     unhashed = sorted(named - set(artifact.manifest.files))
     if unhashed:

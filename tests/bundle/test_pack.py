@@ -9,7 +9,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from medkd.artifacts import Manifest, read_manifest, sha256_file, write_manifest
+from medkd.artifacts import (
+    Manifest,
+    as_input,
+    hash_files,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
 from medkd.bundle.schema import parse_manifest
 from medkd.bundle.signing import fingerprint, load_private_key
 from medkd.bundle.variants import RunArtifact, onnx_precision
@@ -60,26 +67,45 @@ def test_an_export_directory_packs_on_its_own(unet_run, tmp_path):
     assert manifest.model.version == read_manifest(unet_run / "export").id and manifest.accuracy == []
 
 
+QUANT_REPORT = {
+    "precision": "int8",
+    "calibration": {"crop": "none"},
+    "accuracy": {"test": {"fp32": {"dsc": 0.8, "nsd": 0.7}, "int8": {"dsc": 0.79, "nsd": 0.69}, "dsc_drop": 0.01, "nsd_drop": 0.01, "objects": 3}},
+    "latency": {"threads": 2, "device": "cpu", "unet": {"fp32": {"p50_ms": 2.0}, "int8": {"p50_ms": 1.0}, "speedup_p50": 2.0}},
+}
+
+
 @pytest.fixture(scope="module")
 def mixed_run(unet_run, tmp_path_factory):
-    """The U-Net run plus INT8 and FP16 ONNX artifacts and engines for Orin (sm_87) and an H100 (sm_90)."""
+    """The U-Net run plus INT8 (with a TensorRT calibration cache) and FP16 ONNX artifacts laid out as
+    ``medkd quantize`` writes them, and engines for Orin (sm_87) and an H100 (sm_90)."""
     root = tmp_path_factory.mktemp("mixed") / "run"
     shutil.copytree(unet_run, root)
     for name, precision in (("quant", "int8"), ("fp16", "fp16")):
         shutil.copytree(root / "export", root / name)
         manifest = read_manifest(root / name)
-        manifest.kind = "quantized"
-        manifest.config["precision"] = precision
+        manifest.config["export"]["precision"] = precision
+        if precision == "int8":
+            (root / name / "unet.calib").write_text("TRT-100300-EntropyCalibration2\nimage: 3c010a14\n")
+            manifest.files = hash_files(root / name, ["unet.onnx", "unet.calib"])
+            manifest.metrics = {"quantization": QUANT_REPORT}
+        manifest.inputs = [as_input(root / "export")]
         write_manifest(root / name, manifest)
     add_engines(root / "export", root / "export" / "tensorrt-fp16")
     add_engines(root / "export", root / "export" / "tensorrt-h100", compute_capability="9.0", precision="fp32")
+    (root / "aoti").mkdir()
+    write_manifest(root / "aoti", Manifest(kind="aoti", config={"export": read_manifest(root / "export").config["export"]}))
     return root
 
 
 @pytest.mark.parametrize(
     ("target", "variants", "left_out"),
     [
-        ("x86-cpu", ["onnx-fp32", "onnx-int8"], {"fp16": "fp16 ONNX is not for x86-cpu", "tensorrt-fp16": "runs ONNX Runtime, not TensorRT"}),
+        (
+            "x86-cpu",
+            ["onnx-fp32", "onnx-int8"],
+            {"fp16": "fp16 ONNX is not for x86-cpu", "tensorrt-fp16": "runs ONNX Runtime, not TensorRT", "aoti": "AOTInductor packages hold compiled code"},
+        ),
         ("jetson-orin", ["onnx-fp32", "onnx-fp16", "onnx-int8", "tensorrt-fp16"], {"tensorrt-h100": "compute capability 9.0; jetson-orin needs 8.7"}),
     ],
 )
@@ -90,6 +116,11 @@ def test_targets_take_their_variants(mixed_run, tmp_path, target, variants, left
     err = capsys.readouterr().err
     for directory, reason in left_out.items():
         assert f"{directory}: " in err and reason in err
+    assert members["variants/onnx-int8/unet.calib"].startswith(b"TRT-100300-EntropyCalibration2")
+    gate = next(a for a in manifest.accuracy if a.model == "quant")
+    assert (gate.split, gate.overall) == ("test", {"dsc": 0.79, "nsd": 0.69, "dsc_drop": 0.01, "n": 3})
+    assert {"source": "quant manifest", "artifact_id": read_manifest(mixed_run / "quant").id, "latency": QUANT_REPORT["latency"]} in manifest.latency
+    assert "| unet | fp32 2.0000 ms; int8 1.0000 ms | 2.0000 |" in members["MODEL_CARD.md"].decode()
     if "tensorrt-fp16" in variants:
         (engine,) = manifest.variant("tensorrt-fp16").engines
         assert (engine.tensorrt, engine.compute_capability, engine.file) == ("10.3.0", "8.7", "unet.fp16.plan")

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from medkd.bundle import load_bundle_segmenter
+from medkd.bundle.schema import canonical_bytes
 from medkd.cli import run
 from medkd.data import ArrayCache, RowLoader, load_manifest
 from medkd.evaluation import load_segmenter
 from medkd.evaluation.runner import _predict
-from tests.bundle.conftest import pack
+from tests.bundle.conftest import pack, rewrite
 
 pytestmark = pytest.mark.data
 
@@ -55,3 +59,25 @@ def test_bad_bundle_options_are_bad_input(unet_bundle, ct_manifest, tmp_path, op
     argv = ["segment", "--bundle", str(unet_bundle), *options, "-i", str(image), "--box", "1,1,40,40", "-o", str(tmp_path / "m.png")]
     assert run(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_variant_that_is_not_onnx_or_engines_is_never_opened(unet_run, ct_manifest, tmp_path, capsys):
+    """An unsigned bundle rewritten consistently so its variant claims to be an AOTInductor package (compiled code)."""
+    bundle = pack(unet_run, tmp_path / "plain.medkd")
+    inner = "variants/onnx-fp32/manifest.json"
+
+    def claim_aoti(members):
+        contents = {info.name: data for info, data in members}
+        artifact = json.loads(contents[inner])
+        artifact["kind"] = "aoti"
+        contents[inner] = json.dumps(artifact).encode()
+        manifest = json.loads(contents["manifest.json"])
+        manifest["files"][inner] = hashlib.sha256(contents[inner]).hexdigest()
+        contents["manifest.json"] = canonical_bytes(manifest)
+        return [(info, contents[info.name]) for info, _ in members]
+
+    forged = rewrite(bundle, tmp_path / "forged.medkd", claim_aoti)
+    manifest = load_manifest(ct_manifest)
+    argv = ["segment", "--bundle", str(forged), "-i", str(manifest.resolve(manifest.rows[0].image)), "--box", "1,1,40,40", "-o", str(tmp_path / "m.png")]
+    assert run(argv) == 2
+    assert "variant onnx-fp32 holds a 'aoti' artifact, not 'export': bundles run only ONNX and TensorRT engines" in capsys.readouterr().err

@@ -89,6 +89,8 @@ def test_the_schema_refuses_unknown_missing_newer_and_dangling(unet_bundle):
         (lambda v: v["variants"][0].update(format="pt2"), "manifest.variants[0].format: expected one of onnx, tensorrt"),
         (lambda v: v["files"].pop("variants/onnx-fp32/unet.onnx"), "variants/onnx-fp32/unet.onnx is not among the hashed files"),
         (lambda v: v.update(format="other"), "is not a medkd.bundle manifest"),
+        (lambda v: v["variants"][0].update(directory="variants/evil.pt2"), "manifest.variants[onnx-fp32]: a variant is named with a-z, 0-9 and '-' and lies in variants/NAME"),
+        (lambda v: v["files"].update({"../outside.onnx": "0" * 64}), "manifest.files: ../outside.onnx is not a path inside the bundle"),
     ]
     for change, message in cases:
         edited = json.loads(members["manifest.json"])

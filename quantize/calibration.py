@@ -10,7 +10,9 @@ outputs of large encoders never pile up in memory.
 from __future__ import annotations
 
 import tempfile
+from collections import Counter, defaultdict
 from collections.abc import Iterator
+from itertools import chain, islice, zip_longest
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,7 @@ from onnxruntime.quantization.calibrate import TensorsData
 
 from medkd.data.geometry import CropMode, plan_geometry
 from medkd.data.loading import RowLoader
-from medkd.data.manifest import ManifestRow
+from medkd.data.manifest import DataManifest, ManifestRow
 from medkd.data.progress import track
 from medkd.evaluation.segmenter import Prompts
 from medkd.export.prompts import pad_points, prompt_points
@@ -47,6 +49,19 @@ class FeedReader(CalibrationDataReader):
 
     def __len__(self) -> int:
         return len(self.feeds)
+
+
+def spread_rows(manifest: DataManifest, count: int, split: str) -> list[ManifestRow]:
+    """``count`` objects of ``split`` taken in turn from each dataset; within one, every image's first
+    object before any image's second (manifest order otherwise)."""
+    per_dataset: dict[str, list[tuple[int, int, ManifestRow]]] = defaultdict(list)
+    seen: Counter[str] = Counter()
+    for index, row in enumerate(manifest.select(split)):
+        per_dataset[row.dataset].append((seen[row.image_key], index, row))
+        seen[row.image_key] += 1
+    ordered = [[row for *_, row in sorted(rows, key=lambda item: item[:2])] for rows in per_dataset.values()]
+    interleaved = (row for row in chain.from_iterable(zip_longest(*ordered)) if row is not None)
+    return list(islice(interleaved, count))
 
 
 def model_inputs(rows: list[ManifestRow], loader: RowLoader, size: int, crop: CropMode = "none") -> tuple[list[np.ndarray], list[Prompts]]:

@@ -29,8 +29,7 @@ from medkd.data.geometry import CROP_MODES
 from medkd.errors import BadInput, MedkdError
 from medkd.export.layout import EXPORT_KIND, graph_entry, read_layout
 from medkd.export.runtime import cpu_session
-from medkd.export.validate import sample_rows
-from medkd.quantize.calibration import Feed, amax, graph_feeds, model_inputs, unet_feeds
+from medkd.quantize.calibration import Feed, amax, graph_feeds, model_inputs, spread_rows, unet_feeds
 from medkd.quantize.fp16 import convert_fp16
 from medkd.quantize.measure import MAIN_OUTPUT, output_error, segmentation_scores, side_by_side_latency
 from medkd.quantize.recipe import Recipe
@@ -94,7 +93,7 @@ def _check_inputs(export_dir: Path, layout: dict[str, Any]) -> None:
 
 
 def _objects(manifest, split: str, count: int, layout: dict[str, Any], loader: RowLoader, encoder, crop: str, progress: bool) -> Objects:
-    rows = sample_rows(manifest, count, split)
+    rows = spread_rows(manifest, count, split)
     if not rows:
         raise BadInput(f"the data manifest has no objects in split '{split}'")
     size = int(layout["preprocessing"]["input_size"])

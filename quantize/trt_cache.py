@@ -17,6 +17,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import numpy as np
+
 from medkd.artifacts import atomic_write_text
 from medkd.errors import BadInput
 
@@ -41,12 +43,13 @@ def scale_hex(scale: float) -> str:
 
 
 def write_calibration_cache(path: str | Path, amax: dict[str, float], version: str = "10.3") -> dict[str, float]:
-    """Write the cache for tensors with ``amax`` (largest absolute value); returns the scales written.
+    """Write the cache for tensors with ``amax`` (largest absolute value); returns the scales written
+    (as float32 values, exactly what the file holds).
 
     Tensors that were all zeros in calibration have no usable scale and are left out (TensorRT then
     keeps them in higher precision or asks for a range).
     """
-    scales = {name: value / INT8_MAX for name, value in amax.items() if value > 0.0}
+    scales = {name: float(np.float32(value / INT8_MAX)) for name, value in amax.items() if value > 0.0}
     lines = [f"TRT-{version_number(version)}-{ALGORITHM}"]
     lines += [f"{name}: {scale_hex(scale)}" for name, scale in scales.items()]
     atomic_write_text(path, "\n".join(lines) + "\n")

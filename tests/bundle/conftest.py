@@ -20,18 +20,21 @@ from tests.export.conftest import export_onnx
 Members = list[tuple[tarfile.TarInfo, bytes | None]]
 
 
-def make_run(directory: Path, name: str, kwargs: dict, data: Path) -> Path:
-    """RUN/student (random weights), RUN/export (validated on ``data``) and RUN/eval-export.json."""
+def make_run(directory: Path, name: str, kwargs: dict, data: Path, bench: bool = False) -> Path:
+    """RUN/student (random weights), RUN/export (validated on ``data``), RUN/eval-export.json and,
+    with ``bench``, RUN/bench-ort.json (ONNX Runtime latency of the export)."""
     student = make_model_artifact(directory / "student", name, kwargs)
     export = export_onnx(student, directory / "export", data)
     report = directory / "eval-export.json"
     assert run(["eval", "--model", str(export), "--data", str(data), "--split", "test", "--out", str(report), "--no-cache"]) == 0
+    if bench:
+        assert run(["bench", "run", str(export), "--backend", "ort", "--iters", "3", "--warmup", "1", "--out", str(directory / "bench-ort.json")]) == 0
     return directory
 
 
 @pytest.fixture(scope="session")
 def unet_run(ct_manifest, tmp_path_factory) -> Path:
-    return make_run(tmp_path_factory.mktemp("unet-run"), "unet", TINY_UNET, ct_manifest)
+    return make_run(tmp_path_factory.mktemp("unet-run"), "unet", TINY_UNET, ct_manifest, bench=True)
 
 
 @pytest.fixture(scope="session")

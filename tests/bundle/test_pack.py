@@ -59,6 +59,11 @@ def test_bundle_records_files_tensors_provenance_licences_and_accuracy(unet_bund
     for section in ("## Intended use", "## Training and evaluation data", "## Metrics", "## Limitations", "## Provenance"):
         assert section in card
     assert f"{accuracy.by_dataset['ct-organs']['dsc']:.4f}" in card and "CC-BY-4.0" in card
+    bench = json.loads((unet_run / "bench-ort.json").read_text())
+    (latency,) = manifest.latency
+    assert latency == {"source": "bench-ort.json", **bench}
+    p50 = bench["entries"][0]["latency_ms"]["p50"]
+    assert f"| unet | ort | unet | fp32 | 1 | {bench['entries'][0]['threads']} | {p50:.4f} |" in card
 
 
 def test_an_export_directory_packs_on_its_own(unet_run, tmp_path):

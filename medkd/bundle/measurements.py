@@ -12,13 +12,13 @@ directory name (its stage in a run: export, quant, student, teacher).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from medkd.artifacts import MANIFEST_NAME, read_manifest
 from medkd.bundle.provenance import Provenance
 from medkd.bundle.schema import AccuracyEntry, ProvenanceNode
+from medkd.bundle.variants import walk_run
 from medkd.errors import BadInput
 from medkd.evaluation.report import REPORT_KIND
 
@@ -41,14 +41,12 @@ def _read_json(path: Path) -> Any:
 def find_reports(run: Path, extra: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
     """Evaluation and benchmark reports in ``run`` and in ``extra`` (each of which must be one)."""
     reports = []
-    for directory, subdirs, names in os.walk(run):
-        depth = len(Path(directory).relative_to(run).parts)
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and depth < REPORT_DEPTH)
-        for name in sorted(names):
+    for directory, names in walk_run(run, REPORT_DEPTH):
+        for name in names:
             if name.endswith(".json") and name != MANIFEST_NAME:
-                value = _read_json(Path(directory) / name)
+                value = _read_json(directory / name)
                 if _is_report(value):
-                    reports.append((Path(directory) / name, value))
+                    reports.append((directory / name, value))
     for path in extra:
         value = _read_json(path)
         if not _is_report(value):

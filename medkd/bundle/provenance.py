@@ -29,7 +29,7 @@ def _artifact_node(directory: Path, sha256: str) -> ProvenanceNode:
     return ProvenanceNode(
         kind=manifest.kind,
         id=manifest.id,
-        name=directory.name,
+        name=directory.resolve().name,
         sha256=sha256,
         found=True,
         created=manifest.created,

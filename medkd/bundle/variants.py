@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,17 +45,23 @@ class PlannedVariant:
     files: dict[str, str]
 
 
+def walk_run(run: Path, max_depth: int) -> Iterator[tuple[Path, list[str]]]:
+    """Each directory of ``run`` down to ``max_depth`` levels (links followed, hidden ones skipped) and its file names."""
+    for directory, subdirs, names in os.walk(run, followlinks=True):
+        depth = len(Path(directory).relative_to(run).parts)
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and depth < max_depth)
+        yield Path(directory), sorted(names)
+
+
 def find_artifacts(run: Path) -> list[RunArtifact]:
-    """Complete artifacts in ``run`` (itself included), hidden directories skipped."""
+    """Complete artifacts in ``run`` (itself included)."""
     if not run.is_dir():
         raise BadInput(f"{run} is not a directory")
     found = []
-    for directory, subdirs, names in os.walk(run):
-        depth = len(Path(directory).relative_to(run).parts)
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and depth < SEARCH_DEPTH)
+    for directory, names in walk_run(run, SEARCH_DEPTH):
         if MANIFEST_NAME in names:
             try:
-                found.append(RunArtifact(Path(directory), read_manifest(directory)))
+                found.append(RunArtifact(directory, read_manifest(directory)))
             except BadInput:
                 continue  # an incomplete or foreign directory: not an artifact
     return found
@@ -152,7 +160,11 @@ def plan_variants(artifacts: list[RunArtifact], target: Target) -> tuple[list[Pl
             continue
         if not isinstance(config.get("export"), dict):
             continue
-        variant = _engine_variant(artifact) if artifact.manifest.kind == "engines" else _onnx_variant(artifact)
+        try:
+            variant = _engine_variant(artifact) if artifact.manifest.kind == "engines" else _onnx_variant(artifact)
+        except (KeyError, TypeError, OSError) as exc:
+            skipped.append((artifact.directory, f"its manifest or graphs are incomplete ({type(exc).__name__}: {exc})"))
+            continue
         reason = _exclusion(artifact, variant, target)
         if reason is not None:
             skipped.append((artifact.directory, reason))
@@ -165,7 +177,7 @@ def plan_variants(artifacts: list[RunArtifact], target: Target) -> tuple[list[Pl
     planned.sort(key=lambda p: (p.variant.format == "tensorrt", rank.get(p.variant.precision, len(rank)), str(p.source.directory)))
     taken: set[str] = set()
     for item in planned:
-        base = name = f"{item.variant.format}-{item.variant.precision}"
+        base = name = re.sub(r"[^a-z0-9]+", "-", f"{item.variant.format}-{item.variant.precision}".lower()).strip("-")
         for number in itertools.count(2):
             if name not in taken:
                 break

@@ -11,7 +11,7 @@ import torch
 from medkd.bench.device import device_info
 from medkd.bench.schema import new_document
 from medkd.bench.subject import Subject
-from medkd.bench.timing import TimingOptions, measure
+from medkd.bench.timing import TimingOptions, Workload, measure
 from medkd.errors import BadInput
 
 BACKENDS = ("torch", "torch-compile", "ort", "ort-int8", "tensorrt", "aoti")
@@ -76,36 +76,35 @@ def open_subject(source: str, options: BenchOptions, threads: int) -> Subject:
     return open_tensorrt(source, options.batch, graphs)
 
 
+def measure_entry(subject: Subject, workload: Workload, options: BenchOptions, threads: int) -> dict[str, Any]:
+    """Time ``workload`` of ``subject`` and describe it as a results entry."""
+    timing = TimingOptions(options.warmup, options.iterations, options.power, options.progress)
+    return {
+        "model": subject.model,
+        "source": subject.source,
+        "artifact_id": subject.artifact_id,
+        "backend": subject.backend,
+        "graph": workload.graph,
+        "file": workload.file,
+        "precision": workload.precision or subject.precision,
+        "device": subject.device,
+        "batch": workload.batch,
+        "threads": threads,
+        "warmup": options.warmup,
+        "iterations": options.iterations,
+        "inputs": workload.inputs,
+        **measure(workload, timing, f"{subject.model} {workload.graph} ({subject.backend})"),
+        "details": workload.details,
+        "notes": subject.notes,
+    }
+
+
 def bench_model(source: str, options: BenchOptions) -> list[dict[str, Any]]:
     """One results entry per graph of ``source`` on ``options.backend``."""
     options = options.validated()
     threads = resolve_threads(options.threads)
     subject = open_subject(source, options, threads)
-    timing = TimingOptions(options.warmup, options.iterations, options.power, options.progress)
-    entries = []
-    for workload in subject.workloads:
-        label = f"{subject.model} {workload.graph} ({subject.backend})"
-        entries.append(
-            {
-                "model": subject.model,
-                "source": subject.source,
-                "artifact_id": subject.artifact_id,
-                "backend": subject.backend,
-                "graph": workload.graph,
-                "file": workload.file,
-                "precision": workload.precision or subject.precision,
-                "device": subject.device,
-                "batch": workload.batch,
-                "threads": threads,
-                "warmup": options.warmup,
-                "iterations": options.iterations,
-                "inputs": workload.inputs,
-                **measure(workload, timing, label),
-                "details": workload.details,
-                "notes": subject.notes,
-            }
-        )
-    return entries
+    return [measure_entry(subject, workload, options, threads) for workload in subject.workloads]
 
 
 def bench_document(sources: list[str], options: BenchOptions, suite: str | None = None) -> dict[str, Any]:

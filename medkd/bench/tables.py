@@ -25,6 +25,11 @@ ENTRY_COLUMNS = (
 )
 
 
+def is_numeric(column: str) -> bool:
+    """Whether a column of ``ENTRY_COLUMNS`` (and tables built on it) holds numbers (right-aligned)."""
+    return column.endswith(("ms", "MiB", "per s", "inference")) or column in ("batch", "threads")
+
+
 def ms(value: float | None) -> str:
     """Milliseconds with three significant decimals below 10 ms, one above; '-' for nothing."""
     if value is None:
@@ -55,7 +60,7 @@ def entry_cells(entry: dict[str, Any]) -> list[str]:
 def entries_table(entries: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
     for column in ENTRY_COLUMNS:
-        table.add_column(column, justify="right" if column.endswith(("ms", "MiB", "per s", "inference")) or column in ("batch", "threads") else "left")
+        table.add_column(column, justify="right" if is_numeric(column) else "left")
     for entry in entries:
         table.add_row(*entry_cells(entry))
     return table

@@ -25,6 +25,7 @@ from medkd.cli.adapt import adapt_command
 from medkd.cli.distill import distill_command
 from medkd.cli.pipeline import demo_command, pipeline_command
 from medkd.cli.quantize import quantize_command
+from medkd.cli.report import report_command
 from medkd.cli.segment import segment_command
 from medkd.errors import BadInput, MedkdError
 
@@ -52,6 +53,7 @@ app.add_typer(bundle_cli.keys_app, name="keys")
 app.command("pipeline")(pipeline_command)
 app.command("demo")(demo_command)
 app.add_typer(bench_cli.app, name="bench")
+app.command("report")(report_command)
 
 _stderr = Console(stderr=True, highlight=False)
 _debug = {"enabled": os.environ.get("MEDKD_DEBUG") == "1"}

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from medkd.bench.bundle_backend import BUNDLE_SUFFIX
 from medkd.bench.device import device_info
 from medkd.bench.schema import new_document
 from medkd.bench.subject import Subject
@@ -57,8 +58,12 @@ def resolve_threads(threads: int | None) -> int:
 
 
 def open_subject(source: str, options: BenchOptions, threads: int) -> Subject:
-    """``source`` opened on ``options.backend`` with its workloads ready."""
+    """``source`` opened on ``options.backend`` with its workloads ready (a bundle: its matching variant)."""
     graphs = list(options.graphs) or None
+    if source.endswith(BUNDLE_SUFFIX):
+        from medkd.bench.bundle_backend import open_bundle
+
+        return open_bundle(source, options.backend, lambda directory: open_subject(directory, options, threads))
     if options.backend in ("torch", "torch-compile"):
         from medkd.bench.torch_backend import open_torch
 

@@ -31,7 +31,9 @@ app = typer.Typer(
 
 @app.command("run")
 def run_command(
-    model: str = typer.Argument(..., help="Zoo name, model artifact, export / engines / aoti artifact, ONNX file, .plan engine or .pt2 package."),
+    model: str = typer.Argument(
+        ..., help="Zoo name, model artifact, export / engines / aoti artifact, ONNX file, .plan engine, .pt2 package or NAME.medkd bundle."
+    ),
     backend: str = typer.Option("torch", "--backend", "-b", help="torch, torch-compile, ort, ort-int8, tensorrt or aoti."),
     batch: int = typer.Option(1, help="Images per encoder call (prompts per decoder call)."),
     warmup: int = typer.Option(3, help="Untimed calls first (the first one's time is reported as first_call_ms)."),

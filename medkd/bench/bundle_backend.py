@@ -1,0 +1,52 @@
+"""Bundles (``NAME.medkd``, ``medkd pack``): unpacked safely, verified, and one variant timed.
+
+``--backend ort`` takes the bundle's FP32 (else first non-INT8) ONNX variant, ``ort-int8`` its INT8
+one, ``tensorrt`` its first engines variant. Sessions and engines are loaded before the unpacked
+files are removed, as ``medkd segment --bundle`` does.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from medkd.bench.subject import Subject
+from medkd.errors import BadInput
+
+BUNDLE_SUFFIX = ".medkd"
+VARIANT_FORMATS = {"ort": "onnx", "ort-int8": "onnx", "tensorrt": "tensorrt"}
+
+
+def _choose(variants: list, backend: str):
+    if backend not in VARIANT_FORMATS:
+        raise BadInput(f"a bundle holds ONNX and TensorRT variants: use --backend ort, ort-int8 or tensorrt, not {backend}")
+    candidates = [v for v in variants if v.format == VARIANT_FORMATS[backend]]
+    if backend == "ort-int8":
+        candidates = [v for v in candidates if v.precision == "int8"]
+    elif backend == "ort":
+        candidates = sorted((v for v in candidates if v.precision != "int8"), key=lambda v: v.precision != "fp32")
+    if not candidates:
+        raise BadInput(f"the bundle has no variant for --backend {backend} (it has {', '.join(f'{v.name} ({v.format} {v.precision})' for v in variants)})")
+    return candidates[0]
+
+
+def open_bundle(source: str, backend: str, open_directory: Callable[[str], Subject]) -> Subject:
+    """The subject of the bundle's variant for ``backend``, opened by ``open_directory`` on the unpacked files."""
+    from medkd.bundle.unpack import safe_unpack
+    from medkd.bundle.verify import inspect_unpacked
+
+    bundle = Path(source)
+    if not bundle.is_file():
+        raise BadInput(f"{source} does not exist")
+    with tempfile.TemporaryDirectory(prefix="medkd-bench-bundle-") as scratch:
+        root = Path(scratch)
+        verification = inspect_unpacked(root, safe_unpack(bundle, root), None, None)
+        if verification.failed:
+            first = verification.failed[0]
+            raise BadInput(f"{source} is refused: {first.name}: {first.message} (medkd verify lists every check)")
+        variant = _choose(verification.manifest.variants, backend)
+        subject = open_directory(str(root / variant.directory))
+    subject.source = f"{source}#{variant.name}"
+    subject.notes.append(f"bundle variant {variant.name} ({variant.format} {variant.precision})")
+    return subject

@@ -3,9 +3,9 @@
 Phase 1: the student's image encoder regresses the teacher's cached image embeddings (MSE); the
 teacher's prompt encoder and mask decoder are copied into the student and stay frozen. KD-SAM adds a
 perceptual term (``medkd.distill.perceptual``) on the masks that the frozen decoder makes of the two
-embeddings. Phase 2 (optional): the mask decoder alone is fine-tuned on ground truth (Dice, plus BCE
-unless its weight is 0, plus the IoU head's regression), and a guard keeps the frozen teacher decoder
-when validation DSC drops (pitfall: decoder fine-tuning collapses on small data, MobileSAM #49).
+embeddings. Phase 2 (optional): the mask decoder, or with the image encoder as LiteMedSAM's second
+stage, is fine-tuned on ground truth (Dice, plus BCE unless its weight is 0, plus the IoU head's
+regression), and a guard keeps the phase-1 model when validation DSC drops (pitfall: decoder fine-tuning collapses on small data, MobileSAM #49).
 """
 
 from __future__ import annotations
@@ -43,11 +43,17 @@ def copy_prompt_path(student: nn.Module, teacher: nn.Module) -> nn.Module:
     student.prompt_encoder.load_state_dict(teacher.prompt_encoder.state_dict())
     student.mask_decoder.load_state_dict(teacher.mask_decoder.state_dict())
     student.requires_grad_(False)
-    student.image_encoder.requires_grad_(True)
-    for unused in UNUSED_ENCODER_PARTS:  # TinyViT's ImageNet classifier, kept in the state dict only
-        if hasattr(student.image_encoder, unused):
-            getattr(student.image_encoder, unused).requires_grad_(False)
+    unfreeze_encoder(student)
     return student
+
+
+def unfreeze_encoder(sam: nn.Module) -> None:
+    """Train the image encoder's parameters, but not the parts the embedding never passes through
+    (TinyViT's ImageNet classifier, kept in the state dict only)."""
+    sam.image_encoder.requires_grad_(True)
+    for unused in UNUSED_ENCODER_PARTS:
+        if hasattr(sam.image_encoder, unused):
+            getattr(sam.image_encoder, unused).requires_grad_(False)
 
 
 class EncoderKD(nn.Module):
@@ -85,24 +91,32 @@ class EncoderKDTask:
         return mse + self.perceptual_weight * perceptual, metrics
 
 
-class DecoderOnlySam(BoxPromptedSam):
+class FrozenPartsSam(BoxPromptedSam):
     """Box-prompted SAM whose frozen parts stay in eval mode while training (TinyViT's BatchNorm
     statistics would otherwise drift although no weight trains)."""
 
-    def train(self, mode: bool = True) -> DecoderOnlySam:
+    def __init__(self, sam: nn.Module, encoder_trains: bool) -> None:
+        super().__init__(sam)
+        self.encoder_trains = encoder_trains
+
+    def train(self, mode: bool = True) -> FrozenPartsSam:
         super().train(mode)
-        self.sam.image_encoder.eval()
+        if not self.encoder_trains:
+            self.sam.image_encoder.eval()
         self.sam.prompt_encoder.eval()
         return self
 
 
 class DecoderTask:
-    """Mask decoder fine-tuned on ground truth under box prompts; everything else frozen."""
+    """Mask decoder (and, with ``train_encoder``, the image encoder too, as LiteMedSAM's second stage)
+    fine-tuned on ground truth under box prompts; the prompt encoder stays frozen."""
 
-    def __init__(self, sam: nn.Module, bce_weight: float) -> None:
+    def __init__(self, sam: nn.Module, bce_weight: float, train_encoder: bool = False) -> None:
         sam.requires_grad_(False)
         sam.mask_decoder.requires_grad_(True)
-        self.module = DecoderOnlySam(sam)
+        if train_encoder:
+            unfreeze_encoder(sam)
+        self.module = FrozenPartsSam(sam, train_encoder)
         self.bce_weight = bce_weight
 
     def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from medkd.distill.adapt import dataset_balancing_weights
 from medkd.distill.decoupled import (
     DecoderTask,
     EncoderKDTask,
@@ -71,10 +72,14 @@ class DistillConfig:
     cache_shard_mb: float = 256.0
     fill_batch_size: int = 4
     val_objects: int = 200
+    max_objects_per_dataset: int | None = None
+    balance_datasets: bool = False
+    teacher_bf16: bool = False
     # decoupled / kd-sam: optional decoder fine-tuning on ground truth, guarded by validation DSC
     decoder_steps: int = 0
     decoder_lr: float = 1e-5
     decoder_bce_weight: float = 1.0
+    finetune_encoder: bool = False
     # kd-sam
     perceptual_weight: float = 0.0
     perceptual_network: str = "teacher"
@@ -104,6 +109,16 @@ def _sampled(rows: list[ManifestRow], count: int) -> list[ManifestRow]:
     return rows[:: max(1, len(rows) // count)] if rows and count > 0 else []
 
 
+def capped_per_dataset(rows: list[ManifestRow], limit: int | None) -> list[ManifestRow]:
+    """At most ``limit`` rows of each dataset, evenly spaced through it (all rows when ``None``)."""
+    if limit is None:
+        return rows
+    by_dataset: dict[str, list[ManifestRow]] = {}
+    for row in rows:
+        by_dataset.setdefault(row.dataset, []).append(row)
+    return [row for group in by_dataset.values() for row in _sampled(group, limit)[:limit]]
+
+
 def _val_dsc(summary: dict[str, Any] | None) -> float | None:
     return None if summary is None else summary["overall"]["dsc"]["mean"]
 
@@ -115,7 +130,7 @@ class _Run:
         self.config, self.data, self.out, self.world, self.resume = config, data, out, world, resume
         self.manifest = load_manifest(data)
         self.loader = RowLoader(self.manifest, ArrayCache(default_cache_dir()))
-        self.train_rows = self.manifest.select("train", config.datasets)
+        self.train_rows = capped_per_dataset(self.manifest.select("train", config.datasets), config.max_objects_per_dataset)
         self.val_rows = _sampled(self.manifest.select("val", config.datasets), config.val_objects)
         if not self.train_rows:
             raise BadInput(f"{data} has no training objects")
@@ -124,7 +139,8 @@ class _Run:
     def train(self, phase: str, task: Any, dataset: Any, train: TrainConfig, description: str) -> Trainer:
         run_dir = self.out / phase
         run_dir.mkdir(parents=True, exist_ok=True)
-        trainer = Trainer(task, dataset, train, run_dir, self.world)
+        weights = dataset_balancing_weights([row.dataset for row in self.train_rows]) if self.config.balance_datasets else None
+        trainer = Trainer(task, dataset, train, run_dir, self.world, sample_weights=weights)
         started = time.monotonic()
         trainer.run(resume=self.resume, description=description)
         self.metrics["train_seconds_this_session"][phase] = round(time.monotonic() - started, 1)
@@ -172,12 +188,14 @@ def run_distill(config: DistillConfig, data: Path, out: Path, world: World, resu
     torch.manual_seed(config.train.seed)  # teacher random init (stand-ins) and student init
     teacher = _build_teacher(config, world.device)
     identity = teacher_identity(config.teacher, config.teacher_checkpoint, config.teacher_kwargs, teacher)
+    if config.teacher_bf16:  # bf16 targets differ from fp32 ones: never mix them under one key
+        identity["precision"] = "bf16"
     target = "logits" if config.method == "sam2unet" else "embedding"
     teacher_size = int(teacher.image_encoder.img_size)
     keys = TargetKeys.compute(run.train_rows, run.loader, identity, target, teacher_size, config.crop)
     cache = EmbeddingCache(config.cache_dir or default_teacher_cache(), int(config.cache_shard_mb * (1 << 20)))
     teacher_items = ObjectDataset(run.train_rows, run.loader, teacher_size, crop=config.crop)
-    run.metrics["cache"] = {"directory": str(cache.directory), **fill_cache(cache, teacher, target, teacher_items, keys, world, config.fill_batch_size)}
+    run.metrics["cache"] = {"directory": str(cache.directory), **fill_cache(cache, teacher, target, teacher_items, keys, world, config.fill_batch_size, config.teacher_bf16)}
 
     student, name, kwargs = _train_student(run, teacher, keys, cache)
 
@@ -249,17 +267,20 @@ def _train_student(run: _Run, teacher: nn.Module, keys: TargetKeys, cache: Embed
 def _finetune_decoder(run: _Run, student: nn.Module, kwargs: dict) -> None:
     """Phase 2 with the guard of pitfall 10: keep the frozen decoder unless validation DSC holds."""
     config = run.config
-    frozen_state = {k: v.clone() for k, v in student.mask_decoder.state_dict().items()}
+    guarded = student if config.finetune_encoder else student.mask_decoder
+    frozen_state = {k: v.clone() for k, v in guarded.state_dict().items()}
     frozen = _val_dsc(run.validate(student, config.student))
     if not run.finished_phase("decoder", student):
         size = int(student.image_encoder.img_size)
         dataset = ObjectDataset(run.train_rows, run.loader, size, train=True, crop=config.crop, seed=config.train.seed)
         warmup = min(config.train.warmup_steps, max(1, config.decoder_steps // 10))
         train = replace(config.train, steps=config.decoder_steps, lr=config.decoder_lr, warmup_steps=warmup)
-        trainer = run.train("decoder", DecoderTask(student, config.decoder_bce_weight), dataset, train, "decoder fine-tuning")
+        task = DecoderTask(student, config.decoder_bce_weight, config.finetune_encoder)
+        description = "encoder + decoder fine-tuning" if config.finetune_encoder else "decoder fine-tuning"
+        trainer = run.train("decoder", task, dataset, train, description)
         run.save_phase("decoder", trainer, student, config.student, kwargs)
     finetuned = _val_dsc(run.validate(student, config.student))
     keep = keep_finetuned_decoder(frozen, finetuned)
     if not keep:
-        student.mask_decoder.load_state_dict(frozen_state)
+        guarded.load_state_dict(frozen_state)
     run.metrics["decoder_guard"] = {"val_dsc_frozen": frozen, "val_dsc_finetuned": finetuned, "kept": "finetuned" if keep else "frozen"}

@@ -105,8 +105,10 @@ def fill_cache(
     keys: TargetKeys,
     world: World,
     batch_size: int,
+    bf16: bool = False,
 ) -> dict[str, int]:
-    """Compute every missing target; each rank computes the keys assigned to it. Returns hits / misses."""
+    """Compute every missing target (under bf16 autocast if asked); each rank computes the keys assigned
+    to it. Returns hits / misses."""
     if world.is_main:
         cache.clean()
     barrier(world)
@@ -123,7 +125,8 @@ def fill_cache(
         items = [dataset[index] for _, index in batch]
         images = torch.stack([item["image"] for item in items]).to(device)
         boxes = torch.stack([item["box"] for item in items]).to(device)
-        outputs = teacher_outputs(teacher, target, images, boxes).float().cpu().numpy()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            outputs = teacher_outputs(teacher, target, images, boxes).float().cpu().numpy()
         for (key, _), output in zip(batch, outputs):
             writer.put(key, output)
     writer.close()

@@ -1,0 +1,97 @@
+"""The README's results table, generated from a results JSON of ``benchmarks/distill_results.py``.
+
+    python benchmarks/readme_results.py            # rewrite the table in README.md from the JSON it names
+    python benchmarks/readme_results.py --check    # exit 1 if README.md differs from the JSON
+
+The table sits between ``<!-- results: PATH -->`` and ``<!-- results end -->`` in README.md; PATH (relative
+to the repository) is the JSON it is made from, so the README can never show numbers that no run
+produced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"(<!-- results: (?P<path>\S+) -->\n)(?P<table>.*?)(<!-- results end -->)", re.S)
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _runtime(entry: dict[str, Any]) -> str:
+    return entry.get("runtime") or ("PyTorch FP32" if entry["kind"] in ("teacher", "student") else entry["kind"])
+
+
+def results_table(results: dict[str, Any]) -> str:
+    """A markdown table: one row per model, test DSC per dataset, NSD, size, FLOPs, CPU latency."""
+    entries = [results["teacher"], *results["students"]]
+    datasets = sorted(results["teacher"]["test"]["by_dataset"])
+    header = ["model", "method", "runtime", *[f"DSC {name}" for name in datasets], "DSC mean", "NSD mean", "of teacher", "params (M)", "encoder GFLOPs", "CPU p50 (ms)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    teacher_mean = _dataset_mean(results["teacher"], "dsc")
+    for entry in entries:
+        dsc = [entry["test"]["by_dataset"].get(name, {}).get("dsc", {}).get("mean") for name in datasets]
+        mean = _dataset_mean(entry, "dsc")
+        fraction = None if entry is results["teacher"] or not teacher_mean else mean / teacher_mean
+        profile = entry["profile"]
+        cells = [
+            f"`{entry['model']['name']}`",
+            entry.get("method") or "teacher",
+            _runtime(entry),
+            *[_number(value, 3) for value in dsc],
+            _number(mean, 3),
+            _number(_dataset_mean(entry, "nsd"), 3),
+            "–" if fraction is None else f"{fraction:.1%}",
+            _number(profile["parameters"] / 1e6, 2),
+            _number(profile["encoder_gflops"], 2),
+            _number(entry["cpu_latency"]["p50_ms"], 1),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _dataset_mean(entry: dict[str, Any], metric: str) -> float | None:
+    """Mean over datasets of the per-dataset mean (each dataset counts once, whatever its size)."""
+    values = [stats.get(metric, {}).get("mean") for stats in entry["test"]["by_dataset"].values()]
+    values = [value for value in values if value is not None]
+    return sum(values) / len(values) if values else None
+
+
+def render(readme: str, root: Path = ROOT) -> str:
+    """``readme`` with every results block regenerated from the JSON it names."""
+
+    def replace(match: re.Match[str]) -> str:
+        results = json.loads((root / match["path"]).read_text())
+        return match.group(1) + results_table(results) + match.group(4)
+
+    return BLOCK.sub(replace, readme)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--check", action="store_true", help="Exit 1 when the README differs from its JSON.")
+    args = parser.parse_args()
+    current = args.readme.read_text()
+    if not BLOCK.search(current):
+        print(f"{args.readme} has no '<!-- results: PATH -->' block", file=sys.stderr)
+        return 2
+    fresh = render(current)
+    if args.check:
+        if fresh != current:
+            print(f"{args.readme}: results table differs from its JSON; run benchmarks/readme_results.py", file=sys.stderr)
+            return 1
+        return 0
+    args.readme.write_text(fresh)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,12 +40,14 @@ from medkd.bench.timing import Workload  # noqa: E402
 from medkd.data import build_manifest, load_manifest, normalize_intensity, plan_geometry, read_image, save_manifest, to_rgb  # noqa: E402
 from medkd.data.manifest import ManifestRow  # noqa: E402
 from medkd.evaluation import Prompts, Segmenter, load_segmenter  # noqa: E402
+from medkd.zoo import WEIGHTS_FILE  # noqa: E402
 
 DISTILLED = Path("runs") / "stand-in" / "litemedsam"
 FALLBACK = "tinyvit-256"
 DATASETS_2D = ("ct-organs", "fetal-head-us", "nuclei")
 STAGES = ("read", "preprocess", "encoder", "decoder", "postprocess")
 TARGET_MS, TARGET_SIZE = 100.0, 256
+BACKENDS = {"Segmenter": "torch", "OnnxSegmenter": "ort", "AotiSegmenter": "aoti", "TensorRTSegmenter": "tensorrt"}
 
 
 class Pipeline:
@@ -63,8 +66,8 @@ class Pipeline:
             if self.segmenter.family == "unet":
                 return
             encoder = self.segmenter.module.image_encoder
-            encoder.register_forward_pre_hook(lambda *_: setattr(self, "_encoder_start", time.perf_counter()))
-            encoder.register_forward_hook(lambda *_: self._add_encoder(time.perf_counter() - self._encoder_start))
+            encoder.register_forward_pre_hook(lambda *_: setattr(self, "_encoder_start", self._now()))
+            encoder.register_forward_hook(lambda *_: self._add_encoder(self._now() - self._encoder_start))
         elif self.segmenter.family != "unet":
             encode = self.segmenter.encode
 
@@ -75,6 +78,12 @@ class Pipeline:
                 return result
 
             self.segmenter.encode = timed
+
+    def _now(self) -> float:
+        """The time after the device has finished its queued work (CUDA runs asynchronously)."""
+        if self.segmenter.device.type == "cuda":
+            torch.cuda.synchronize(self.segmenter.device)
+        return time.perf_counter()
 
     def _add_encoder(self, seconds: float) -> None:
         self.encoder_seconds += seconds
@@ -91,7 +100,7 @@ class Pipeline:
         preprocessed = time.perf_counter()
         self.encoder_seconds = 0.0
         logits = self.segmenter(model_input, prompts)[0]
-        modelled = time.perf_counter()
+        modelled = self._now()
         mask = (geometry.mask_to_original(logits[0].float().cpu()) > 0).numpy()
         done = time.perf_counter()
         model_seconds = modelled - preprocessed
@@ -136,12 +145,18 @@ def image_rows(manifest_path: Path | None, datasets: tuple[str, ...], per_datase
     return images
 
 
+def _is_torch_model(source: str) -> bool:
+    """A zoo name or a model artifact (weights), which an ONNX export can be made of."""
+    path = Path(source)
+    return not path.exists() or (path.is_dir() and (path / MANIFEST_NAME).is_file() and WEIGHTS_FILE in read_manifest(path).files)
+
+
 def _is_export(source: str) -> bool:
     path = Path(source)
     return path.is_dir() and (path / MANIFEST_NAME).is_file() and read_manifest(path).kind == "export"
 
 
-def open_model(source: str, threads: int) -> tuple[Any, str, str]:
+def open_model(source: str, threads: int, device: str) -> tuple[Any, str, str]:
     """A segmenter for ``source`` with its backend and precision; ONNX Runtime gets ``threads``."""
     path = Path(source)
     if _is_export(source):
@@ -152,9 +167,10 @@ def open_model(source: str, threads: int) -> tuple[Any, str, str]:
         graphs = segmenter.layout["graphs"]
         int8 = any(has_qdq(path / graphs[name]["file"]) for name in segmenter.sessions)
         return segmenter, "ort", "int8" if int8 else "fp32"
-    segmenter = load_segmenter(source, device="cpu")
-    backend = "torch" if isinstance(segmenter, Segmenter) else {".pt2": "aoti", ".plan": "tensorrt"}.get(path.suffix, "exported")
-    return segmenter, backend, "fp32"
+    segmenter = load_segmenter(source, device=device)
+    backend = BACKENDS.get(type(segmenter).__name__, type(segmenter).__name__)
+    precision = read_manifest(path).config.get("precision", "fp32") if backend == "tensorrt" and path.is_dir() else "fp32"
+    return segmenter, backend, precision
 
 
 def check_against_segment(segmenter: Any, row: ManifestRow, path: Path, mask: np.ndarray) -> bool:
@@ -165,9 +181,9 @@ def check_against_segment(segmenter: Any, row: ManifestRow, path: Path, mask: np
     return bool(np.array_equal(segment_image(segmenter, rgb, np.array(row.box, float), None, None), mask))
 
 
-def bench_pipeline(source: str, images: list[tuple[ManifestRow, Path]], options: BenchOptions, threads: int) -> dict[str, Any]:
+def bench_pipeline(source: str, images: list[tuple[ManifestRow, Path]], options: BenchOptions, threads: int, device: str) -> dict[str, Any]:
     """One results entry: ``source`` segmenting ``images`` end to end, with per-stage quantiles."""
-    segmenter, backend, precision = open_model(source, threads)
+    segmenter, backend, precision = open_model(source, threads, device)
     pipeline = Pipeline(segmenter, images)
     matches = check_against_segment(segmenter, *images[0], pipeline.segment(*images[0]))
     pipeline.stages.clear()
@@ -230,6 +246,7 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=1, help="Timed passes over the images.")
     parser.add_argument("--warmup", type=int, default=3, help="Untimed images first.")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="PyTorch models: cpu, cuda or auto (exports run where they were built for).")
     parser.add_argument("--exports", type=Path, default=DEFAULT_EXPORTS)
     parser.add_argument("--out", type=Path, help="Results JSON (default: benchmarks/results/end_to_end-DATE-DEVICE.json).")
     args = parser.parse_args()
@@ -241,12 +258,12 @@ def main() -> None:
     out = args.out or results_path(ROOT / "benchmarks" / "results", "end_to_end", device)
     sources = list(args.model) if args.model else default_models(args.no_onnx)
     if args.model and not args.no_onnx:
-        sources += [f"onnx:{m}" for m in args.model if Path(m).suffix not in (".pt2", ".plan") and not _is_export(m)]
+        sources += [f"onnx:{m}" for m in args.model if _is_torch_model(m)]
     entries: list[dict[str, Any]] = []
     for source in sources:
         if source.startswith("onnx:"):
             source = str(ensure_export(source.removeprefix("onnx:"), args.exports, validation_manifest(args.exports, None)))
-        entries.append(bench_pipeline(source, images, options, threads))
+        entries.append(bench_pipeline(source, images, options, threads, args.device))
         write_document(out, new_document(entries, device, "end_to_end"))
     print(table(entries))
     for entry in entries:

@@ -79,6 +79,8 @@ def open_onnx(source: str, batch: int, graphs: list[str] | None, threads: int, i
         default = [name for name in default if name in files] or list(files)
         if not files:
             raise BadInput(f"{source} has no ONNX graph with QuantizeLinear / DequantizeLinear nodes: not an INT8 Q/DQ model (use --backend ort)")
+    layout = _export_layout(path if path.is_dir() else path.parent) or {}
+    float_precision = "fp16" if layout.get("precision") == "fp16" else "fp32"  # medkd quantize --precision fp16
     workloads = []
     for name in select_graphs(list(files), graphs) if graphs else default:
         session = cpu_session(files[name], threads)
@@ -92,7 +94,7 @@ def open_onnx(source: str, batch: int, graphs: list[str] | None, threads: int, i
                 {key: list(value.shape) for key, value in feeds.items()},
                 batch,
                 file=files[name].name,
-                precision="int8" if has_qdq(files[name]) else "fp32",
+                precision="int8" if has_qdq(files[name]) else float_precision,
             )
         )
     notes = [f"ONNX Runtime {ort.__version__}, CPUExecutionProvider, {threads} intra-op threads"]

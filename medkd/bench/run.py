@@ -39,7 +39,7 @@ class BenchOptions:
             ("--batch", self.batch, 1),
             ("--iters", self.iterations, 1),
             ("--warmup", self.warmup, 0),
-            ("--threads", self.threads or 1, 1),
+            ("--threads", 1 if self.threads is None else self.threads, 1),
         ):
             if value < least:
                 raise BadInput(f"{name} must be at least {least}, not {value}")

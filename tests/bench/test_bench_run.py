@@ -90,6 +90,7 @@ def test_ort_int8_takes_qdq_graphs_only(tmp_path, unet_export):
         (["unet", "--backend", "onnx"], "--backend must be one of"),
         (["unet", "--backend", "torch-compile", "--warmup", "0"], "compiles on its first call"),
         (["unet", "--iters", "0"], "--iters must be at least 1"),
+        (["unet", "--threads", "0"], "--threads must be at least 1"),
         (["unet", "--graph", "encoder"], "--graph encoder is not in this model"),
         (["unet", "--power"], "tegrastats"),
         (["missing.plan", "--backend", "tensorrt"], "TensorRT"),

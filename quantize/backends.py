@@ -9,17 +9,14 @@ not recalibrate); NNCF (ONNX backend, ``preset=PERFORMANCE``) calibrates itself 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
-
-from medkd.errors import BadInput
 from medkd.quantize.calibration import ORT_METHODS, Feed, FeedReader
 from medkd.quantize.recipe import Recipe
+from onnx import numpy_helper
 
 
 @contextlib.contextmanager
@@ -45,8 +42,6 @@ def ort_quantize(source: Path, target: Path, nodes: list[str], recipe: Recipe, r
         "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"],
     }
     if recipe.smooth_quant is not None:
-        if importlib.util.find_spec("neural_compressor") is None:
-            raise BadInput("SmoothQuant on the ort backend needs neural-compressor (pip install neural-compressor); --backend nncf has its own")
         extra.update({"SmoothQuant": True, "SmoothQuantAlpha": recipe.smooth_quant})
     with _quiet():
         quantize_static(
@@ -64,6 +59,28 @@ def ort_quantize(source: Path, target: Path, nodes: list[str], recipe: Recipe, r
             extra_options=extra,
             calibration_cache_path=None if recipe.smooth_quant is not None else ranges_cache,
         )
+    model = onnx.load(str(target))
+    if shapes_from_float(model):
+        _save(model, target, external_data)
+
+
+def shapes_from_float(model: onnx.ModelProto) -> int:
+    """Let ``Shape`` nodes read the float tensor a Q/DQ pair quantizes instead of its DQ output.
+
+    The same shape either way, but a DQ output with a second (``Shape``) consumer keeps ONNX Runtime
+    from fusing the DQ / MatMul / DQ unit into ``MatMulIntegerToFloat``: SAM's window attention
+    (``B, H, W, _ = x.shape``) then runs its qkv projection as dequantized weights times float
+    activations, slower than FP32. Returns how many ``Shape`` nodes were rewired.
+    """
+    producers = {output: node for node in model.graph.node for output in node.output}
+    rewired = 0
+    for node in model.graph.node:
+        dequantize = producers.get(node.input[0]) if node.op_type == "Shape" else None
+        quantize = producers.get(dequantize.input[0]) if dequantize is not None and dequantize.op_type == "DequantizeLinear" else None
+        if quantize is not None and quantize.op_type == "QuantizeLinear":
+            node.input[0] = quantize.input[0]
+            rewired += 1
+    return rewired
 
 
 def _signed_activations(model: onnx.ModelProto) -> int:
@@ -150,7 +167,12 @@ def nncf_quantize(source: Path, target: Path, nodes: list[str], recipe: Recipe, 
             advanced_parameters=parameters,
         )
     _signed_activations(quantized)
+    shapes_from_float(quantized)
+    _save(quantized, target, external_data)
+
+
+def _save(model: onnx.ModelProto, target: Path, external_data: bool) -> None:
     if external_data:
-        onnx.save_model(quantized, str(target), save_as_external_data=True, all_tensors_to_one_file=True, location=f"{target.name}.data")
+        onnx.save_model(model, str(target), save_as_external_data=True, all_tensors_to_one_file=True, location=f"{target.name}.data")
     else:
-        onnx.save_model(quantized, str(target))
+        onnx.save_model(model, str(target))

@@ -17,7 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, create_calibrator
+from medkd.export.prompts import pad_points, prompt_points
+from medkd.export.runtime import decoder_feeds
+from medkd.quantize.recipe import QUANTIZABLE_OP_TYPES
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    create_calibrator,
+)
 from onnxruntime.quantization.calibrate import TensorsData
 
 from medkd.data.geometry import CropMode, plan_geometry
@@ -25,13 +32,10 @@ from medkd.data.loading import RowLoader
 from medkd.data.manifest import DataManifest, ManifestRow
 from medkd.data.progress import track
 from medkd.evaluation.segmenter import Prompts
-from medkd.export.prompts import pad_points, prompt_points
-from medkd.export.runtime import decoder_feeds
-from medkd.quantize.recipe import QUANTIZABLE_OP_TYPES
 
 Feed = dict[str, np.ndarray]
 ORT_METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}
-_CHUNK = 4
+_CHUNK = 1  # one feed per call: a 1024-px ViT-B keeps GiBs of intermediate outputs per image
 
 
 class FeedReader(CalibrationDataReader):

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from medkd.export.runtime import OnnxSegmenter, cpu_session
+from medkd.quantize.calibration import Feed
 
 from medkd.data.geometry import CropMode
 from medkd.data.loading import RowLoader
 from medkd.data.manifest import ManifestRow
 from medkd.evaluation import evaluate
-from medkd.export.runtime import OnnxSegmenter, cpu_session
-from medkd.quantize.calibration import Feed
 
 MAIN_OUTPUT = {"encoder": "image_embeddings", "decoder": "low_res_masks", "decoder_trt": "low_res_masks", "unet": "logits"}
 

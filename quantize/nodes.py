@@ -12,7 +12,6 @@ import re
 from collections import defaultdict
 
 import onnx
-
 from medkd.quantize.recipe import Recipe
 
 _INDEXED = re.compile(r".+\.\d+$")

@@ -9,6 +9,7 @@ two activations (attention ``q @ k`` and ``attn @ v``) stay in float unless ``at
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -43,6 +44,8 @@ class Recipe:
             raise BadInput(f"--percentile must lie between 90 and 100, not {self.percentile}")
         if self.smooth_quant is not None and not 0.0 < self.smooth_quant < 1.0:
             raise BadInput(f"--smooth-quant (alpha) must lie between 0 and 1, not {self.smooth_quant}")
+        if self.smooth_quant is not None and self.backend == "ort" and importlib.util.find_spec("neural_compressor") is None:
+            raise BadInput("SmoothQuant on the ort backend needs neural-compressor (pip install neural-compressor); --backend nncf has its own")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

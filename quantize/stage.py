@@ -22,21 +22,41 @@ from pathlib import Path
 from typing import Any
 
 import onnx
-
-from medkd.artifacts import MANIFEST_NAME, ArtifactInput, Manifest, as_input, hash_files, sha256_file, write_manifest
-from medkd.data import ArrayCache, RowLoader, default_cache_dir, load_manifest
-from medkd.data.geometry import CROP_MODES
-from medkd.errors import BadInput, MedkdError
 from medkd.export.layout import EXPORT_KIND, graph_entry, read_layout
 from medkd.export.runtime import cpu_session
-from medkd.quantize.calibration import Feed, amax, graph_feeds, model_inputs, spread_rows, unet_feeds
+from medkd.quantize.calibration import (
+    Feed,
+    amax,
+    graph_feeds,
+    model_inputs,
+    spread_rows,
+    unet_feeds,
+)
 from medkd.quantize.fp16 import convert_fp16
-from medkd.quantize.measure import MAIN_OUTPUT, output_error, segmentation_scores, side_by_side_latency
+from medkd.quantize.measure import (
+    MAIN_OUTPUT,
+    output_error,
+    segmentation_scores,
+    side_by_side_latency,
+)
 from medkd.quantize.recipe import Recipe
 from medkd.quantize.sensitivity import BlockSensitivity, sweep
 from medkd.quantize.symmetry import QDQ_OPS, require_symmetric
 from medkd.quantize.trt_cache import write_calibration_cache
 from medkd.quantize.workbench import FOLLOWS, Workbench, graph_names
+
+from medkd.artifacts import (
+    MANIFEST_NAME,
+    ArtifactInput,
+    Manifest,
+    as_input,
+    hash_files,
+    sha256_file,
+    write_manifest,
+)
+from medkd.data import ArrayCache, RowLoader, default_cache_dir, load_manifest
+from medkd.data.geometry import CROP_MODES
+from medkd.errors import BadInput, MedkdError
 
 PRECISIONS = ("int8", "fp16")
 FLOAT_OP_TYPES = ("LayerNormalization", "Softmax", "Erf", "Gelu", "ReduceMean", "Pow", "Sqrt", "Div", "Add", "Mul")
@@ -108,10 +128,6 @@ def _float_by_recipe(path: Path) -> dict[str, int]:
     return {op: n for op in FLOAT_OP_TYPES if (n := sum(node.op_type == op for node in model.graph.node))}
 
 
-def _size(paths: list[Path]) -> int:
-    return sum(p.stat().st_size for p in paths)
-
-
 class Gate:
     """Reverts the most sensitive blocks to float until the validation DSC drop is within bounds."""
 
@@ -131,7 +147,8 @@ class Gate:
         path = self.bench.quantize(graph, others)
         directory = self.bench.assemble({graph: path}, "sweep")
         dsc = segmentation_scores(directory, self.val.rows, self.loader, self.options.crop, self.options.threads)["dsc"] or 0.0  # type: ignore[arg-type]
-        error = output_error(cpu_session(self.bench.fp32[graph]), cpu_session(path), MAIN_OUTPUT[graph], self.val.feeds[graph])
+        threads = self.options.threads
+        error = output_error(cpu_session(self.bench.fp32[graph], threads), cpu_session(path, threads), MAIN_OUTPUT[graph], self.val.feeds[graph])
         return self.fp32_dsc - float(dsc), error
 
     def run_sweep(self) -> list[BlockSensitivity]:
@@ -176,6 +193,68 @@ def _write_trt_caches(bench: Workbench, out: Path, version: str) -> dict[str, in
     return written
 
 
+def _choose_int8(bench: Workbench, val: Objects, loader: RowLoader, options: QuantizeOptions, fp32_val_dsc: float) -> tuple[dict[str, Path], dict[str, Any]]:
+    """INT8 variants of every graph with the blocks the gate keeps in float, and what decided them."""
+    forced = set(options.keep_float)
+    gate = Gate(bench, val, loader, options, fp32_val_dsc)
+    if options.sweep:
+        gate.run_sweep()
+    kept = gate.hold({g: set(forced) for g in bench.unit_graphs})
+    chosen = {g: bench.quantize(g, kept[FOLLOWS.get(g, g)]) for g in bench.graphs}
+    details: dict[str, Any] = {
+        "kept_in_float": _kept_report(kept, forced, gate.sensitivity),
+        "gate": {"max_dsc_drop": options.max_dsc_drop, "fp32_val_dsc": gate.fp32_dsc, "steps": gate.history},
+        "quantized_nodes": {g: {"quantized": len(bench.nodes(g, kept[FOLLOWS.get(g, g)])), "candidates": len(bench.candidates[g])} for g in bench.graphs},
+        "float_by_recipe": {g: _float_by_recipe(bench.fp32[g]) for g in bench.graphs},
+    }
+    if gate.sensitivity is not None:
+        details["sensitivity"] = [s.to_dict() for s in gate.sensitivity]
+    return chosen, details
+
+
+def _choose_fp16(bench: Workbench) -> tuple[dict[str, Path], dict[str, Any]]:
+    chosen = {g: bench.scratch / f"{g}.fp16.onnx" for g in bench.graphs}
+    return chosen, {"kept_in_float": [], "kept_in_fp32": {g: convert_fp16(bench.fp32[g], chosen[g]) for g in bench.graphs}}
+
+
+def _measure(bench: Workbench, chosen: dict[str, Path], splits: dict[str, Objects], fp32_scores: dict[str, dict], loader: RowLoader, options: QuantizeOptions) -> dict[str, Any]:
+    """Accuracy against FP32 per split, output errors, sizes and side-by-side latency of ``chosen``."""
+    threads, precision, graphs = options.threads, options.precision, bench.graphs
+    final = bench.assemble(chosen, "final")
+    accuracy = {}
+    for split, objects in splits.items():
+        before, after = fp32_scores[split], segmentation_scores(final, objects.rows, loader, options.crop, threads)  # type: ignore[arg-type]
+        drops = {f"{m}_drop": (before[m] or 0.0) - (after[m] or 0.0) for m in ("dsc", "nsd")}
+        accuracy[split] = {"fp32": before, precision: after, **drops, "objects": len(objects.rows)}
+    errors = {
+        split: {g: output_error(cpu_session(bench.fp32[g], threads), cpu_session(chosen[g], threads), MAIN_OUTPUT[g], objects.feeds[g]) for g in graphs}
+        for split, objects in splits.items()
+    }
+    latency: dict[str, Any] = {"threads": threads, "device": "cpu"}
+    for graph in (graphs[0], "decoder"):
+        if graph in graphs:
+            timing = side_by_side_latency({"fp32": bench.fp32[graph], precision: chosen[graph]}, splits["test"].feeds[graph][0], threads, options.latency_runs)
+            latency[graph] = {**timing, "speedup_p50": timing["fp32"]["p50_ms"] / timing[precision]["p50_ms"]}
+    return {
+        "accuracy": accuracy,
+        "output_rel_error": errors,
+        "size_bytes": {g: {"fp32": bench.fp32[g].stat().st_size, precision: chosen[g].stat().st_size} for g in graphs},
+        "latency": latency,
+    }
+
+
+def _write_graphs(chosen: dict[str, Path], layout: dict[str, Any], out: Path) -> list[str]:
+    if any(path.with_name(f"{path.name}.data").is_file() for path in chosen.values()):
+        raise MedkdError("graphs over 2 GiB (external data) cannot be written by medkd quantize yet")
+    (out / MANIFEST_NAME).unlink(missing_ok=True)  # the directory is incomplete until the new manifest
+    files = []
+    for graph, path in chosen.items():
+        name = layout["graphs"][graph]["file"]
+        shutil.copy2(path, out / name)
+        files.append(name)
+    return files
+
+
 def quantize_export(export_dir: Path, out: Path, data: Path, options: QuantizeOptions) -> Manifest:
     """Quantize the export ``export_dir`` into the artifact ``out`` (manifest last)."""
     options.check()
@@ -183,79 +262,33 @@ def quantize_export(export_dir: Path, out: Path, data: Path, options: QuantizeOp
     _check_inputs(export_dir, layout)
     manifest = load_manifest(data)
     loader = RowLoader(manifest, ArrayCache(default_cache_dir()))
-    graphs = graph_names(layout)
     encoder = None if layout["model"]["family"] == "unet" else cpu_session(export_dir / layout["graphs"]["encoder"]["file"], options.threads)
-    progress = options.progress
-    calibration = _objects(manifest, options.calib_split, options.samples, layout, loader, encoder, options.crop, progress)
-    val = _objects(manifest, "val", options.gate_samples, layout, loader, encoder, options.crop, False)
-    test = _objects(manifest, "test", options.test_samples, layout, loader, encoder, options.crop, False)
-    threads = options.threads
-    fp32_scores = {split: segmentation_scores(export_dir, objs.rows, loader, options.crop, threads) for split, objs in (("val", val), ("test", test))}  # type: ignore[arg-type]
+    calibration = _objects(manifest, options.calib_split, options.samples, layout, loader, encoder, options.crop, options.progress)
+    splits = {split: _objects(manifest, split, count, layout, loader, encoder, options.crop, False) for split, count in (("val", options.gate_samples), ("test", options.test_samples))}
+    fp32_scores = {split: segmentation_scores(export_dir, objects.rows, loader, options.crop, options.threads) for split, objects in splits.items()}  # type: ignore[arg-type]
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".quantize-") as scratch_name:
-        scratch = Path(scratch_name)
-        bench = Workbench(export_dir, layout, scratch, options.recipe, calibration.feeds)
-        extra: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(dir=out, prefix=".quantize-") as scratch:
+        bench = Workbench(export_dir, layout, Path(scratch), options.recipe, calibration.feeds)
         if options.precision == "fp16":
-            chosen, kept_in_float = {}, []
-            for graph in graphs:
-                chosen[graph] = scratch / f"{graph}.fp16.onnx"
-                extra.setdefault("kept_in_fp32", {})[graph] = convert_fp16(bench.fp32[graph], chosen[graph])
+            chosen, details = _choose_fp16(bench)
         else:
-            forced = set(options.keep_float)
-            kept = {g: set(forced) for g in bench.unit_graphs}
-            gate = Gate(bench, val, loader, options, float(fp32_scores["val"]["dsc"] or 0.0))
-            if options.sweep:
-                gate.run_sweep()
-            kept = gate.hold(kept)
-            chosen = {g: bench.quantize(g, kept[FOLLOWS.get(g, g)]) for g in graphs}
-            kept_in_float = _kept_report(kept, forced, gate.sensitivity)
-            extra["gate"] = {"max_dsc_drop": options.max_dsc_drop, "fp32_val_dsc": gate.fp32_dsc, "steps": gate.history}
-            if gate.sensitivity is not None:
-                extra["sensitivity"] = [s.to_dict() for s in gate.sensitivity]
-            extra["quantized_nodes"] = {g: {"quantized": len(bench.nodes(g, kept[FOLLOWS.get(g, g)])), "candidates": len(bench.candidates[g])} for g in graphs}
-            extra["float_by_recipe"] = {g: _float_by_recipe(bench.fp32[g]) for g in graphs}
-        final = bench.assemble(chosen, "final")
-        scores = {split: segmentation_scores(final, objs.rows, loader, options.crop, threads) for split, objs in (("val", val), ("test", test))}  # type: ignore[arg-type]
-        errors = {split: {g: output_error(cpu_session(bench.fp32[g]), cpu_session(chosen[g]), MAIN_OUTPUT[g], objs.feeds[g]) for g in graphs} for split, objs in (("val", val), ("test", test))}
-        first = graphs[0]
-        latency = {
-            g: side_by_side_latency({"fp32": bench.fp32[g], options.precision: chosen[g]}, test.feeds[g][0], threads, options.latency_runs)
-            for g in (first, "decoder") if g in graphs
-        }
-        for timing in latency.values():
-            timing["speedup_p50"] = timing["fp32"]["p50_ms"] / timing[options.precision]["p50_ms"]  # type: ignore[assignment]
+            chosen, details = _choose_int8(bench, splits["val"], loader, options, float(fp32_scores["val"]["dsc"] or 0.0))
         report = {
             "precision": options.precision,
             "recipe": options.recipe.to_dict(),
             "calibration": {"objects": len(calibration.rows), "split": options.calib_split, "crop": options.crop},
-            "accuracy": {
-                split: {"fp32": fp32_scores[split], options.precision: scores[split], "dsc_drop": (fp32_scores[split]["dsc"] or 0.0) - (scores[split]["dsc"] or 0.0), "nsd_drop": (fp32_scores[split]["nsd"] or 0.0) - (scores[split]["nsd"] or 0.0), "objects": len(objs.rows)}
-                for split, objs in (("val", val), ("test", test))
-            },
-            "output_rel_error": errors,
-            "size_bytes": {g: {"fp32": _size([bench.fp32[g]]), options.precision: _size([chosen[g]])} for g in graphs},
-            "latency": {"threads": threads, "device": "cpu", **latency},
-            "kept_in_float": kept_in_float,
-            **extra,
+            **_measure(bench, chosen, splits, fp32_scores, loader, options),
+            **details,
         }
-        if any(chosen[g].with_name(f"{chosen[g].name}.data").is_file() for g in graphs):
-            raise MedkdError("graphs over 2 GiB (external data) cannot be written by medkd quantize yet")
-        (out / MANIFEST_NAME).unlink(missing_ok=True)  # the directory is incomplete until the new manifest
-        files = []
-        for graph in graphs:
-            name = layout["graphs"][graph]["file"]
-            shutil.copy2(chosen[graph], out / name)
-            files.append(name)
+        files = _write_graphs(chosen, layout, out)
         if options.trt_cache and options.precision == "int8":
             report["tensorrt_calibration_caches"] = _write_trt_caches(bench, out, options.tensorrt)
             files += list(report["tensorrt_calibration_caches"])
-    new_layout = {**layout, "graphs": {g: graph_entry(out / layout["graphs"][g]["file"], [layout["graphs"][g]["file"]]) for g in graphs}, "precision": options.precision}
-    inputs = [as_input(export_dir), ArtifactInput("data-manifest", str(data), sha256_file(data))]
+    graphs = {g: graph_entry(out / layout["graphs"][g]["file"], [layout["graphs"][g]["file"]]) for g in chosen}
     result = Manifest(
         kind=EXPORT_KIND,
-        config={"export": new_layout, "quantization": options.to_dict()},
-        inputs=inputs,
+        config={"export": {**layout, "graphs": graphs, "precision": options.precision}, "quantization": options.to_dict()},
+        inputs=[as_input(export_dir), ArtifactInput("data-manifest", str(data), sha256_file(data))],
         files=hash_files(out, files),
         metrics={"quantization": report},
     )

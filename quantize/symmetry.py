@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medkd.errors import BadInput
 from medkd.export.check import check_onnx
+
+from medkd.errors import BadInput
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 

@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import onnx
-from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
-
-from medkd.artifacts import Manifest, write_manifest
 from medkd.export.layout import EXPORT_KIND
 from medkd.quantize.backends import nncf_quantize, ort_quantize
 from medkd.quantize.calibration import Feed, activation_ranges
 from medkd.quantize.nodes import block_of, blocks, quantizable_nodes
 from medkd.quantize.recipe import Recipe
 from medkd.quantize.symmetry import require_symmetric
+from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
+
+from medkd.artifacts import Manifest, write_manifest
 
 # The decoder_trt graph shares the decoder's modules and node names: it follows the decoder's choices.
 FOLLOWS = {"decoder_trt": "decoder"}

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
-
-from medkd.artifacts import read_manifest, verify_files
-from medkd.cli import run
 from medkd.export.check import check_onnx
 from medkd.export.layout import read_layout
 from medkd.export.runtime import cpu_session
@@ -19,6 +16,10 @@ from medkd.quantize.calibration import activation_ranges, amax
 from medkd.quantize.nodes import block_of
 from medkd.quantize.symmetry import qdq_problems
 from medkd.quantize.trt_cache import read_calibration_cache
+from onnx import numpy_helper
+
+from medkd.artifacts import read_manifest, verify_files
+from medkd.cli import run
 from tests.quantize.conftest import FEW
 
 pytestmark = pytest.mark.data
@@ -100,9 +101,10 @@ def test_keep_float_leaves_a_block_unquantized(tiny_export, ct_manifest, tmp_pat
     assert not (out / "encoder.calib").exists()
 
 
-def test_nncf_backend_gives_symmetric_graphs(tiny_export, ct_manifest, tmp_path):
+def test_nncf_backend_with_smoothquant_gives_symmetric_graphs(tiny_export, ct_manifest, tmp_path):
     out = tmp_path / "quant"
-    assert run(["quantize", str(tiny_export), "--calib", str(ct_manifest), "--out", str(out), "--backend", "nncf", "--method", "percentile", "--no-trt-cache", *FEW]) == 0
+    args = ["--backend", "nncf", "--method", "percentile", "--smooth-quant", "0.5", "--no-trt-cache"]
+    assert run(["quantize", str(tiny_export), "--calib", str(ct_manifest), "--out", str(out), *args, *FEW]) == 0
     for name in GRAPHS:
         assert qdq_problems(out / name) == []
     session = cpu_session(out / "encoder.onnx")
@@ -129,9 +131,8 @@ def test_fp16_keeps_norms_softmax_and_attention_bias_in_fp32(tiny_export, ct_man
 
 
 def test_asymmetric_or_quantized_input_is_refused(tiny_export, ct_manifest, tmp_path, capsys):
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
     from medkd.quantize.calibration import FeedReader
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     planted = tmp_path / "export"
     shutil.copytree(tiny_export, planted)
@@ -145,6 +146,9 @@ def test_asymmetric_or_quantized_input_is_refused(tiny_export, ct_manifest, tmp_
 
 
 def test_bad_options_are_bad_input(tiny_export, ct_manifest, tmp_path, capsys):
-    for extra, phrase in ((["--method", "kl"], "--method"), (["--precision", "int4"], "--precision"), (["--max-dsc-drop", "5"], "--max-dsc-drop")):
+    cases = [(["--method", "kl"], "--method"), (["--precision", "int4"], "--precision"), (["--max-dsc-drop", "5"], "--max-dsc-drop")]
+    if importlib.util.find_spec("neural_compressor") is None:
+        cases.append((["--smooth-quant", "0.5"], "neural-compressor"))
+    for extra, phrase in cases:
         assert run(["quantize", str(tiny_export), "--calib", str(ct_manifest), "--out", str(tmp_path / "q"), *extra]) == 2
         assert phrase in capsys.readouterr().err

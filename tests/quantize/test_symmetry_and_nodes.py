@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-
-from medkd.errors import BadInput
 from medkd.quantize.nodes import block_of, quantizable_nodes
 from medkd.quantize.recipe import Recipe
 from medkd.quantize.symmetry import qdq_problems, require_symmetric
+from onnx import TensorProto, helper, numpy_helper
+
+from medkd.errors import BadInput
 
 
 def _qdq_model(path, zero_point: np.ndarray) -> None:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from medkd.quantize.trt_cache import (
+    read_calibration_cache,
+    version_number,
+    write_calibration_cache,
+)
 
 from medkd.errors import BadInput
-from medkd.quantize.trt_cache import read_calibration_cache, version_number, write_calibration_cache
 
 
 def test_version_numbers_follow_nv_tensorrt_version():

@@ -1,0 +1,91 @@
+"""The DSC gate's reverting loop (with stand-in measurements) and the Q/DQ graph fix-ups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from medkd.quantize import stage
+from medkd.quantize.backends import shapes_from_float
+from medkd.quantize.stage import Gate, Objects, QuantizeOptions
+from onnx import TensorProto, helper, numpy_helper
+
+from medkd.errors import MedkdError
+
+# Validation DSC lost by each block when quantized (alone, and additively together).
+COST = {"/encoder/blocks.0": 0.004, "/encoder/blocks.1": 0.030, "/encoder/blocks.2": 0.001, "/transformer/layers.0": 0.012}
+GRAPH_OF = {"/encoder/blocks.0": "encoder", "/encoder/blocks.1": "encoder", "/encoder/blocks.2": "encoder", "/transformer/layers.0": "decoder"}
+
+
+class StandInBench:
+    """Quantizes nothing: a variant is the set of blocks it quantizes, its DSC the sum of their costs."""
+
+    unit_graphs = ("encoder", "decoder")
+    fp32 = {"encoder": Path("encoder.onnx"), "decoder": Path("decoder.onnx")}
+
+    def blocks(self, graph: str) -> dict[str, list[str]]:
+        return {b: [f"{b}/MatMul"] for b, g in GRAPH_OF.items() if g == graph}
+
+    def quantize(self, graph: str, kept: set[str]) -> frozenset[str]:
+        return frozenset(b for b in self.blocks(graph) if b not in kept)
+
+    def assemble(self, chosen: dict, name: str) -> dict:
+        return chosen
+
+
+@pytest.fixture
+def gate(monkeypatch):
+    def scores(chosen, rows, loader, crop, threads):
+        quantized = set().union(*chosen.values()) if len(chosen) == 2 else chosen.get("encoder", chosen.get("decoder"))
+        return {"dsc": 0.8 - sum(COST[b] for b in quantized), "nsd": None}
+
+    monkeypatch.setattr(stage, "segmentation_scores", scores)
+    monkeypatch.setattr(stage, "output_error", lambda *args: 0.0)
+    monkeypatch.setattr(stage, "cpu_session", lambda *args: None)
+
+    def make(max_drop: float | None) -> Gate:
+        val = Objects(rows=[], feeds={"encoder": [], "decoder": []})
+        return Gate(StandInBench(), val, None, QuantizeOptions(max_dsc_drop=max_drop, progress=False), 0.8)  # type: ignore[arg-type]
+
+    return make
+
+
+def test_gate_reverts_the_most_sensitive_blocks_until_it_holds(gate):
+    g = gate(0.01)
+    kept = g.hold({"encoder": set(), "decoder": set()})
+    assert kept == {"encoder": {"/encoder/blocks.1"}, "decoder": {"/transformer/layers.0"}}  # 0.047 -> 0.017 -> 0.005
+    assert [round(step["dsc_drop"], 3) for step in g.history] == [0.047, 0.017, 0.005]
+    assert [s.block for s in g.sensitivity] == ["/encoder/blocks.1", "/transformer/layers.0", "/encoder/blocks.0", "/encoder/blocks.2"]
+    assert g.sensitivity[0].dsc_drop == pytest.approx(0.030)
+
+
+def test_gate_without_a_limit_quantizes_everything_without_a_sweep(gate):
+    g = gate(None)
+    assert g.hold({"encoder": set(), "decoder": set()}) == {"encoder": set(), "decoder": set()}
+    assert g.sensitivity is None and len(g.history) == 1
+
+
+def test_gate_that_cannot_hold_fails(gate):
+    g = gate(0.0)
+    g.fp32_dsc = 0.9  # FP32 better than even the all-float variant (0.8): no zero drop is possible
+    with pytest.raises(MedkdError, match="even with every block in float"):
+        g.hold({"encoder": set(), "decoder": set()})
+    assert len(g.history) == 5  # everything quantized, then four blocks reverted one by one
+
+
+def test_shape_nodes_read_the_float_tensor_so_ort_can_fuse_the_matmul():
+    scale = numpy_helper.from_array(np.array(0.1, np.float32), "s")
+    zero = numpy_helper.from_array(np.array(0, np.int8), "z")
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+        helper.make_node("Shape", ["xd"], ["shape"]),
+        helper.make_node("Relu", ["xd"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])], [helper.make_tensor_value_info("shape", TensorProto.INT64, [2]), helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], [scale, zero])
+    model = helper.make_model(graph)
+    assert shapes_from_float(model) == 1
+    assert model.graph.node[2].input[0] == "x" and model.graph.node[3].input[0] == "xd"
+    onnx.checker.check_model(model)

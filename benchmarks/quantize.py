@@ -60,7 +60,7 @@ def run_case(label: str, source: str, trained: bool, args: argparse.Namespace, w
     export_onnx_artifact(source, export_dir, args.data, OnnxOptions(validate_samples=1, split="test"))
     options = QuantizeOptions(
         recipe=Recipe(method=args.method),
-        samples=args.samples,
+        samples=args.samples if trained else min(args.samples, 8),
         crop=args.crop if trained else "none",
         max_dsc_drop=DSC_DROP_BAR if trained else None,
         gate_samples=args.gate_samples if trained else 2,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import chain, islice, zip_longest
 from pathlib import Path
 
@@ -36,6 +37,14 @@ from medkd.evaluation.segmenter import Prompts
 Feed = dict[str, np.ndarray]
 ORT_METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}
 _CHUNK = 1  # one feed per call: a 1024-px ViT-B keeps GiBs of intermediate outputs per image
+
+
+@dataclass
+class Objects:
+    """Model inputs, box prompts and graph feeds of the calibration, validation or test objects."""
+
+    rows: list[ManifestRow]
+    feeds: dict[str, list[Feed]]
 
 
 class FeedReader(CalibrationDataReader):

@@ -9,13 +9,14 @@ belong to the path's first two modules (``/encoder/patch_embed``), and unnamed o
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import onnx
-from medkd.quantize.recipe import Recipe
+from medkd.quantize.recipe import QUANTIZABLE_OP_TYPES, Recipe
 
 _INDEXED = re.compile(r".+\.\d+$")
 _NESTED = re.compile(r"^blocks\.\d+$")
+FLOAT_OP_TYPES = ("LayerNormalization", "Softmax", "Gelu", "Erf", "ReduceMean", "Sqrt")
 
 
 def block_of(node_name: str) -> str:
@@ -38,6 +39,32 @@ def _grouped(node: onnx.NodeProto) -> bool:
     return any(a.name == "group" and a.i > 1 for a in node.attribute)
 
 
+def _why_float(node: onnx.NodeProto, constants: set[str], recipe: Recipe) -> str | None:
+    """Why the recipe leaves a ``MatMul`` / ``Gemm`` / ``Conv`` in float (``None``: it quantizes it)."""
+    if node.op_type not in recipe.op_types:
+        return f"{node.op_type} not in the recipe's operator types"
+    if node.op_type == "MatMul" and node.input[1] not in constants and not recipe.attention_matmuls:
+        return "product of two activations (attention)"
+    if node.op_type == "Conv" and _grouped(node):
+        return "grouped (depthwise) Conv"
+    return None
+
+
+def float_by_recipe(model: onnx.ModelProto, recipe: Recipe) -> dict[str, int]:
+    """How many nodes stay in float and why: matrix products the recipe skips, and every normalisation,
+    softmax and activation (never quantized)."""
+    constants = _constants(model)
+    counts: Counter[str] = Counter()
+    for node in model.graph.node:
+        if node.op_type in QUANTIZABLE_OP_TYPES:
+            reason = _why_float(node, constants, recipe)
+            if reason:
+                counts[reason] += 1
+        elif node.op_type in FLOAT_OP_TYPES:
+            counts[f"{node.op_type} (never quantized)"] += 1
+    return dict(counts)
+
+
 def quantizable_nodes(model: onnx.ModelProto, recipe: Recipe) -> list[str]:
     """Names of the nodes ``recipe`` quantizes, in graph order.
 
@@ -45,16 +72,7 @@ def quantizable_nodes(model: onnx.ModelProto, recipe: Recipe) -> list[str]:
     ``Conv`` stays in float: ONNX Runtime's CPU kernels run it faster in float than from Q/DQ.
     """
     constants = _constants(model)
-    chosen = []
-    for node in model.graph.node:
-        if node.op_type not in recipe.op_types:
-            continue
-        if node.op_type == "MatMul" and node.input[1] not in constants and not recipe.attention_matmuls:
-            continue
-        if node.op_type == "Conv" and _grouped(node):
-            continue
-        chosen.append(node.name)
-    return chosen
+    return [node.name for node in model.graph.node if node.op_type in QUANTIZABLE_OP_TYPES and _why_float(node, constants, recipe) is None]
 
 
 def blocks(names: list[str]) -> dict[str, list[str]]:

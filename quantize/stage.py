@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import onnx
 from medkd.export.layout import EXPORT_KIND, graph_entry, read_layout
 from medkd.export.runtime import cpu_session
 from medkd.quantize.calibration import (
-    Feed,
+    Objects,
     amax,
     graph_feeds,
     model_inputs,
@@ -33,14 +32,15 @@ from medkd.quantize.calibration import (
     unet_feeds,
 )
 from medkd.quantize.fp16 import convert_fp16
+from medkd.quantize.gate import Gate, kept_report
 from medkd.quantize.measure import (
     MAIN_OUTPUT,
     output_error,
     segmentation_scores,
     side_by_side_latency,
 )
-from medkd.quantize.recipe import Recipe
-from medkd.quantize.sensitivity import BlockSensitivity, sweep
+from medkd.quantize.nodes import float_by_recipe
+from medkd.quantize.options import QuantizeOptions
 from medkd.quantize.symmetry import QDQ_OPS, require_symmetric
 from medkd.quantize.trt_cache import write_calibration_cache
 from medkd.quantize.workbench import FOLLOWS, Workbench, graph_names
@@ -55,52 +55,9 @@ from medkd.artifacts import (
     write_manifest,
 )
 from medkd.data import ArrayCache, RowLoader, default_cache_dir, load_manifest
-from medkd.data.geometry import CROP_MODES
 from medkd.errors import BadInput, MedkdError
 
-PRECISIONS = ("int8", "fp16")
-FLOAT_OP_TYPES = ("LayerNormalization", "Softmax", "Erf", "Gelu", "ReduceMean", "Pow", "Sqrt", "Div", "Add", "Mul")
 TRT_CACHE_GRAPHS = ("encoder", "decoder_trt", "unet")
-
-
-@dataclass
-class QuantizeOptions:
-    """What ``medkd quantize`` was asked for."""
-
-    recipe: Recipe = field(default_factory=Recipe)
-    samples: int = 32
-    calib_split: str = "train"
-    crop: str = "none"
-    max_dsc_drop: float | None = None
-    gate_samples: int = 16
-    test_samples: int = 16
-    keep_float: tuple[str, ...] = ()
-    precision: str = "int8"
-    sweep: bool = False
-    trt_cache: bool = True
-    tensorrt: str = "10.3"
-    threads: int = 2
-    latency_runs: int = 20
-    progress: bool = True
-
-    def check(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise BadInput(f"--precision must be one of {', '.join(PRECISIONS)}, not '{self.precision}'")
-        if self.crop not in CROP_MODES:
-            raise BadInput(f"--crop must be one of {', '.join(CROP_MODES)}, not '{self.crop}'")
-        if self.max_dsc_drop is not None and not 0.0 <= self.max_dsc_drop < 1.0:
-            raise BadInput(f"--max-dsc-drop is a DSC fraction between 0 and 1 (0.01 = 1 point), not {self.max_dsc_drop}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "recipe": self.recipe.to_dict()}
-
-
-@dataclass
-class Objects:
-    """Model inputs, box prompts and graph feeds of the calibration, validation or test objects."""
-
-    rows: list
-    feeds: dict[str, list[Feed]]
 
 
 def _check_inputs(export_dir: Path, layout: dict[str, Any]) -> None:
@@ -123,68 +80,6 @@ def _objects(manifest, split: str, count: int, layout: dict[str, Any], loader: R
     return Objects(rows, graph_feeds(encoder, images, prompts, int(layout["prompts"]["point_slots"]), progress))
 
 
-def _float_by_recipe(path: Path) -> dict[str, int]:
-    model = onnx.load(str(path), load_external_data=False)
-    return {op: n for op in FLOAT_OP_TYPES if (n := sum(node.op_type == op for node in model.graph.node))}
-
-
-class Gate:
-    """Reverts the most sensitive blocks to float until the validation DSC drop is within bounds."""
-
-    def __init__(self, bench: Workbench, val: Objects, loader: RowLoader, options: QuantizeOptions, fp32_val_dsc: float) -> None:
-        self.bench, self.val, self.loader, self.options = bench, val, loader, options
-        self.fp32_dsc = fp32_val_dsc
-        self.history: list[dict[str, Any]] = []
-        self.sensitivity: list[BlockSensitivity] | None = None
-
-    def dsc(self, kept: dict[str, set[str]], name: str) -> float:
-        chosen = {g: self.bench.quantize(g, kept[g]) for g in self.bench.unit_graphs}
-        score = segmentation_scores(self.bench.assemble(chosen, name), self.val.rows, self.loader, self.options.crop, self.options.threads)["dsc"]  # type: ignore[arg-type]
-        return float(score or 0.0)
-
-    def measure_block(self, graph: str, block: str) -> tuple[float, float]:
-        others = {b for b in self.bench.blocks(graph) if b != block}
-        path = self.bench.quantize(graph, others)
-        directory = self.bench.assemble({graph: path}, "sweep")
-        dsc = segmentation_scores(directory, self.val.rows, self.loader, self.options.crop, self.options.threads)["dsc"] or 0.0  # type: ignore[arg-type]
-        threads = self.options.threads
-        error = output_error(cpu_session(self.bench.fp32[graph], threads), cpu_session(path, threads), MAIN_OUTPUT[graph], self.val.feeds[graph])
-        return self.fp32_dsc - float(dsc), error
-
-    def run_sweep(self) -> list[BlockSensitivity]:
-        if self.sensitivity is None:
-            self.sensitivity = sweep({g: self.bench.blocks(g) for g in self.bench.unit_graphs}, self.measure_block, self.options.progress)
-        return self.sensitivity
-
-    def hold(self, kept: dict[str, set[str]]) -> dict[str, set[str]]:
-        """``kept`` grown until the gate holds (``MedkdError`` when even all-float blocks miss it)."""
-        limit = self.options.max_dsc_drop
-        while True:
-            dsc = self.dsc(kept, f"gate-{len(self.history)}")
-            self.history.append({"kept_in_float": sorted(b for g in kept for b in kept[g]), "val_dsc": dsc, "dsc_drop": self.fp32_dsc - dsc})
-            if limit is None or self.fp32_dsc - dsc <= limit:
-                return kept
-            remaining = [s for s in self.run_sweep() if s.block not in kept[s.graph]]
-            if not remaining:
-                raise MedkdError(f"validation DSC drops {self.fp32_dsc - dsc:.4f} > {limit} even with every block in float")
-            kept[remaining[0].graph].add(remaining[0].block)
-
-
-def _kept_report(kept: dict[str, set[str]], forced: set[str], sensitivity: list[BlockSensitivity] | None) -> list[dict[str, Any]]:
-    measured = {(s.graph, s.block): s for s in sensitivity or []}
-    report = []
-    for graph, blocks in kept.items():
-        for block in sorted(blocks):
-            entry: dict[str, Any] = {"graph": graph, "block": block}
-            if block in forced:
-                entry["reason"] = "kept in float by request (--keep-float)"
-            else:
-                s = measured[(graph, block)]
-                entry.update({"reason": "DSC gate: most sensitive remaining block", "dsc_drop_alone": s.dsc_drop, "output_error_alone": s.output_error})
-            report.append(entry)
-    return report
-
-
 def _write_trt_caches(bench: Workbench, out: Path, version: str) -> dict[str, int]:
     written = {}
     for graph in bench.graphs:
@@ -202,10 +97,10 @@ def _choose_int8(bench: Workbench, val: Objects, loader: RowLoader, options: Qua
     kept = gate.hold({g: set(forced) for g in bench.unit_graphs})
     chosen = {g: bench.quantize(g, kept[FOLLOWS.get(g, g)]) for g in bench.graphs}
     details: dict[str, Any] = {
-        "kept_in_float": _kept_report(kept, forced, gate.sensitivity),
+        "kept_in_float": kept_report(kept, forced, gate.sensitivity),
         "gate": {"max_dsc_drop": options.max_dsc_drop, "fp32_val_dsc": gate.fp32_dsc, "steps": gate.history},
         "quantized_nodes": {g: {"quantized": len(bench.nodes(g, kept[FOLLOWS.get(g, g)])), "candidates": len(bench.candidates[g])} for g in bench.graphs},
-        "float_by_recipe": {g: _float_by_recipe(bench.fp32[g]) for g in bench.graphs},
+        "float_by_recipe": {g: float_by_recipe(onnx.load(str(bench.fp32[g]), load_external_data=False), options.recipe) for g in bench.graphs},
     }
     if gate.sensitivity is not None:
         details["sensitivity"] = [s.to_dict() for s in gate.sensitivity]

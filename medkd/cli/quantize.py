@@ -38,9 +38,10 @@ def quantize_command(
     latency_runs: int = typer.Option(20, min=1, help="Timed runs per graph (interleaved FP32 / quantized)."),
 ) -> None:
     """Post-training quantization of an export: symmetric int8 Q/DQ ONNX, calibrated on medical images."""
+    from medkd.quantize.options import QuantizeOptions
     from medkd.quantize.recipe import Recipe
     from medkd.quantize.report import float_table, summary_table
-    from medkd.quantize.stage import QuantizeOptions, quantize_export
+    from medkd.quantize.stage import quantize_export
 
     recipe = Recipe(backend, method, percentile, _list(op_types), attention_matmuls, smooth_quant)
     options = QuantizeOptions(

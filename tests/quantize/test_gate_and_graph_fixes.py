@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import onnx
 import pytest
-from medkd.quantize import stage
+from medkd.quantize import gate as gate_module
 from medkd.quantize.backends import shapes_from_float
-from medkd.quantize.stage import Gate, Objects, QuantizeOptions
+from medkd.quantize.calibration import Objects
+from medkd.quantize.gate import Gate
+from medkd.quantize.options import QuantizeOptions
 from onnx import TensorProto, helper, numpy_helper
 
 from medkd.errors import MedkdError
@@ -23,7 +26,7 @@ class StandInBench:
     """Quantizes nothing: a variant is the set of blocks it quantizes, its DSC the sum of their costs."""
 
     unit_graphs = ("encoder", "decoder")
-    fp32 = {"encoder": Path("encoder.onnx"), "decoder": Path("decoder.onnx")}
+    fp32: ClassVar[dict[str, Path]] = {"encoder": Path("encoder.onnx"), "decoder": Path("decoder.onnx")}
 
     def blocks(self, graph: str) -> dict[str, list[str]]:
         return {b: [f"{b}/MatMul"] for b, g in GRAPH_OF.items() if g == graph}
@@ -41,9 +44,9 @@ def gate(monkeypatch):
         quantized = set().union(*chosen.values()) if len(chosen) == 2 else chosen.get("encoder", chosen.get("decoder"))
         return {"dsc": 0.8 - sum(COST[b] for b in quantized), "nsd": None}
 
-    monkeypatch.setattr(stage, "segmentation_scores", scores)
-    monkeypatch.setattr(stage, "output_error", lambda *args: 0.0)
-    monkeypatch.setattr(stage, "cpu_session", lambda *args: None)
+    monkeypatch.setattr(gate_module, "segmentation_scores", scores)
+    monkeypatch.setattr(gate_module, "output_error", lambda *args: 0.0)
+    monkeypatch.setattr(gate_module, "cpu_session", lambda *args: None)
 
     def make(max_drop: float | None) -> Gate:
         val = Objects(rows=[], feeds={"encoder": [], "decoder": []})

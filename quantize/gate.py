@@ -1,0 +1,77 @@
+"""The DSC gate: revert the most sensitive blocks to float until the validation DSC drop is within bounds.
+
+The pipeline is first scored with every candidate block quantized; while the drop against FP32 exceeds
+``max_dsc_drop``, the one-block-at-a-time sweep (:mod:`medkd.quantize.sensitivity`, run once, lazily)
+names the next block to keep in float. The report says for each kept block why it stayed float.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medkd.export.runtime import cpu_session
+from medkd.quantize.calibration import Objects
+from medkd.quantize.measure import MAIN_OUTPUT, output_error, segmentation_scores
+from medkd.quantize.options import QuantizeOptions
+from medkd.quantize.sensitivity import BlockSensitivity, sweep
+from medkd.quantize.workbench import Workbench
+
+from medkd.data.loading import RowLoader
+from medkd.errors import MedkdError
+
+
+class Gate:
+    """Reverts the most sensitive blocks to float until the validation DSC drop is within bounds."""
+
+    def __init__(self, bench: Workbench, val: Objects, loader: RowLoader, options: QuantizeOptions, fp32_val_dsc: float) -> None:
+        self.bench, self.val, self.loader, self.options = bench, val, loader, options
+        self.fp32_dsc = fp32_val_dsc
+        self.history: list[dict[str, Any]] = []
+        self.sensitivity: list[BlockSensitivity] | None = None
+
+    def dsc(self, kept: dict[str, set[str]], name: str) -> float:
+        chosen = {g: self.bench.quantize(g, kept[g]) for g in self.bench.unit_graphs}
+        score = segmentation_scores(self.bench.assemble(chosen, name), self.val.rows, self.loader, self.options.crop, self.options.threads)["dsc"]  # type: ignore[arg-type]
+        return float(score or 0.0)
+
+    def measure_block(self, graph: str, block: str) -> tuple[float, float]:
+        others = {b for b in self.bench.blocks(graph) if b != block}
+        path = self.bench.quantize(graph, others)
+        directory = self.bench.assemble({graph: path}, "sweep")
+        dsc = segmentation_scores(directory, self.val.rows, self.loader, self.options.crop, self.options.threads)["dsc"] or 0.0  # type: ignore[arg-type]
+        threads = self.options.threads
+        error = output_error(cpu_session(self.bench.fp32[graph], threads), cpu_session(path, threads), MAIN_OUTPUT[graph], self.val.feeds[graph])
+        return self.fp32_dsc - float(dsc), error
+
+    def run_sweep(self) -> list[BlockSensitivity]:
+        if self.sensitivity is None:
+            self.sensitivity = sweep({g: self.bench.blocks(g) for g in self.bench.unit_graphs}, self.measure_block, self.options.progress)
+        return self.sensitivity
+
+    def hold(self, kept: dict[str, set[str]]) -> dict[str, set[str]]:
+        """``kept`` grown until the gate holds (``MedkdError`` when even all-float blocks miss it)."""
+        limit = self.options.max_dsc_drop
+        while True:
+            dsc = self.dsc(kept, f"gate-{len(self.history)}")
+            self.history.append({"kept_in_float": sorted(b for g in kept for b in kept[g]), "val_dsc": dsc, "dsc_drop": self.fp32_dsc - dsc})
+            if limit is None or self.fp32_dsc - dsc <= limit:
+                return kept
+            remaining = [s for s in self.run_sweep() if s.block not in kept[s.graph]]
+            if not remaining:
+                raise MedkdError(f"validation DSC drops {self.fp32_dsc - dsc:.4f} > {limit} even with every block in float")
+            kept[remaining[0].graph].add(remaining[0].block)
+
+
+def kept_report(kept: dict[str, set[str]], forced: set[str], sensitivity: list[BlockSensitivity] | None) -> list[dict[str, Any]]:
+    measured = {(s.graph, s.block): s for s in sensitivity or []}
+    report = []
+    for graph, blocks in kept.items():
+        for block in sorted(blocks):
+            entry: dict[str, Any] = {"graph": graph, "block": block}
+            if block in forced:
+                entry["reason"] = "kept in float by request (--keep-float)"
+            else:
+                s = measured[(graph, block)]
+                entry.update({"reason": "DSC gate: most sensitive remaining block", "dsc_drop_alone": s.dsc_drop, "output_error_alone": s.output_error})
+            report.append(entry)
+    return report

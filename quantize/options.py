@@ -1,0 +1,45 @@
+"""What ``medkd quantize`` is asked for: the recipe, the objects it calibrates and measures on, the gate."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from medkd.quantize.recipe import Recipe
+
+from medkd.data.geometry import CROP_MODES
+from medkd.errors import BadInput
+
+PRECISIONS = ("int8", "fp16")
+
+
+@dataclass
+class QuantizeOptions:
+    """What ``medkd quantize`` was asked for."""
+
+    recipe: Recipe = field(default_factory=Recipe)
+    samples: int = 32
+    calib_split: str = "train"
+    crop: str = "none"
+    max_dsc_drop: float | None = None
+    gate_samples: int = 16
+    test_samples: int = 16
+    keep_float: tuple[str, ...] = ()
+    precision: str = "int8"
+    sweep: bool = False
+    trt_cache: bool = True
+    tensorrt: str = "10.3"
+    threads: int = 2
+    latency_runs: int = 20
+    progress: bool = True
+
+    def check(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise BadInput(f"--precision must be one of {', '.join(PRECISIONS)}, not '{self.precision}'")
+        if self.crop not in CROP_MODES:
+            raise BadInput(f"--crop must be one of {', '.join(CROP_MODES)}, not '{self.crop}'")
+        if self.max_dsc_drop is not None and not 0.0 <= self.max_dsc_drop < 1.0:
+            raise BadInput(f"--max-dsc-drop is a DSC fraction between 0 and 1 (0.01 = 1 point), not {self.max_dsc_drop}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "recipe": self.recipe.to_dict()}

@@ -25,6 +25,7 @@ class QuantizeOptions:
     gate_samples: int = 16
     test_samples: int = 16
     keep_float: tuple[str, ...] = ()
+    graphs: tuple[str, ...] = ()  # graphs to quantize (empty: all; decoder_trt follows decoder)
     precision: str = "int8"
     sweep: bool = False
     trt_cache: bool = True

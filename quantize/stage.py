@@ -60,7 +60,10 @@ from medkd.errors import BadInput, MedkdError
 TRT_CACHE_GRAPHS = ("encoder", "decoder_trt", "unet")
 
 
-def _check_inputs(export_dir: Path, layout: dict[str, Any]) -> None:
+def _check_inputs(export_dir: Path, layout: dict[str, Any], selected: tuple[str, ...]) -> None:
+    unknown = set(selected) - set(graph_names(layout))
+    if unknown:
+        raise BadInput(f"--graphs names {', '.join(sorted(unknown))}; this export has {', '.join(graph_names(layout))}")
     for graph in graph_names(layout):
         path = export_dir / layout["graphs"][graph]["file"]
         require_symmetric(path)
@@ -95,11 +98,11 @@ def _choose_int8(bench: Workbench, val: Objects, loader: RowLoader, options: Qua
     if options.sweep:
         gate.run_sweep()
     kept = gate.hold({g: set(forced) for g in bench.unit_graphs})
-    chosen = {g: bench.quantize(g, kept[FOLLOWS.get(g, g)]) for g in bench.graphs}
+    chosen = {g: bench.quantize(g, kept.get(FOLLOWS.get(g, g), set())) for g in bench.graphs}
     details: dict[str, Any] = {
         "kept_in_float": kept_report(kept, forced, gate.sensitivity),
         "gate": {"max_dsc_drop": options.max_dsc_drop, "fp32_val_dsc": gate.fp32_dsc, "steps": gate.history},
-        "quantized_nodes": {g: {"quantized": len(bench.nodes(g, kept[FOLLOWS.get(g, g)])), "candidates": len(bench.candidates[g])} for g in bench.graphs},
+        "quantized_nodes": {g: {"quantized": len(bench.nodes(g, kept[FOLLOWS.get(g, g)])) if FOLLOWS.get(g, g) in kept else 0, "candidates": len(bench.candidates[g])} for g in bench.graphs},
         "float_by_recipe": {g: float_by_recipe(onnx.load(str(bench.fp32[g]), load_external_data=False), options.recipe) for g in bench.graphs},
     }
     if gate.sensitivity is not None:
@@ -108,8 +111,9 @@ def _choose_int8(bench: Workbench, val: Objects, loader: RowLoader, options: Qua
 
 
 def _choose_fp16(bench: Workbench) -> tuple[dict[str, Path], dict[str, Any]]:
-    chosen = {g: bench.scratch / f"{g}.fp16.onnx" for g in bench.graphs}
-    return chosen, {"kept_in_float": [], "kept_in_fp32": {g: convert_fp16(bench.fp32[g], chosen[g]) for g in bench.graphs}}
+    converted = [g for g in bench.graphs if FOLLOWS.get(g, g) in bench.unit_graphs]
+    chosen = {g: bench.scratch / f"{g}.fp16.onnx" if g in converted else bench.fp32[g] for g in bench.graphs}
+    return chosen, {"kept_in_float": [], "kept_in_fp32": {g: convert_fp16(bench.fp32[g], chosen[g]) for g in converted}}
 
 
 def _measure(bench: Workbench, chosen: dict[str, Path], splits: dict[str, Objects], fp32_scores: dict[str, dict], loader: RowLoader, options: QuantizeOptions) -> dict[str, Any]:
@@ -154,7 +158,7 @@ def quantize_export(export_dir: Path, out: Path, data: Path, options: QuantizeOp
     """Quantize the export ``export_dir`` into the artifact ``out`` (manifest last)."""
     options.check()
     layout = read_layout(export_dir)
-    _check_inputs(export_dir, layout)
+    _check_inputs(export_dir, layout, options.graphs)
     manifest = load_manifest(data)
     loader = RowLoader(manifest, ArrayCache(default_cache_dir()))
     encoder = None if layout["model"]["family"] == "unet" else cpu_session(export_dir / layout["graphs"]["encoder"]["file"], options.threads)
@@ -163,7 +167,7 @@ def quantize_export(export_dir: Path, out: Path, data: Path, options: QuantizeOp
     fp32_scores = {split: segmentation_scores(export_dir, objects.rows, loader, options.crop, options.threads) for split, objects in splits.items()}  # type: ignore[arg-type]
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".quantize-") as scratch:
-        bench = Workbench(export_dir, layout, Path(scratch), options.recipe, calibration.feeds)
+        bench = Workbench(export_dir, layout, Path(scratch), options.recipe, calibration.feeds, options.graphs)
         if options.precision == "fp16":
             chosen, details = _choose_fp16(bench)
         else:

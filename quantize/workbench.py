@@ -36,12 +36,13 @@ def graph_names(layout: dict[str, Any]) -> tuple[str, ...]:
 class Workbench:
     """The FP32 graphs of one export, their quantizable nodes and their quantized variants."""
 
-    def __init__(self, export_dir: Path, layout: dict[str, Any], scratch: Path, recipe: Recipe, feeds: dict[str, list[Feed]]) -> None:
+    def __init__(self, export_dir: Path, layout: dict[str, Any], scratch: Path, recipe: Recipe, feeds: dict[str, list[Feed]], selected: tuple[str, ...] = ()) -> None:
         self.layout = layout
         self.scratch = scratch
         self.recipe = recipe
         self.feeds = feeds
         self.graphs = graph_names(layout)
+        self.selected = selected or self.graphs
         self.fp32: dict[str, Path] = {}
         self.external: dict[str, bool] = {}
         self.candidates: dict[str, list[str]] = {}
@@ -57,8 +58,8 @@ class Workbench:
 
     @property
     def unit_graphs(self) -> tuple[str, ...]:
-        """Graphs whose blocks are decided on their own (``decoder_trt`` follows ``decoder``)."""
-        return tuple(g for g in self.graphs if g not in FOLLOWS)
+        """Selected graphs whose blocks are decided on their own (``decoder_trt`` follows ``decoder``)."""
+        return tuple(g for g in self.graphs if g not in FOLLOWS and g in self.selected)
 
     def blocks(self, graph: str) -> dict[str, list[str]]:
         return blocks(self.candidates[graph])
@@ -81,9 +82,10 @@ class Workbench:
         return [n for n in self.candidates[graph] if n not in kept and block_of(n) not in kept]
 
     def quantize(self, graph: str, kept: set[str]) -> Path:
-        """``graph`` quantized except ``kept``; the FP32 graph when nothing is left to quantize."""
+        """``graph`` quantized except ``kept``; the FP32 graph when nothing is left to quantize or the
+        graph (or the graph it follows) was not selected."""
         nodes = self.nodes(graph, kept)
-        if not nodes:
+        if not nodes or FOLLOWS.get(graph, graph) not in self.unit_graphs:
             return self.fp32[graph]
         key = (graph, frozenset(nodes))
         if key not in self._variants:

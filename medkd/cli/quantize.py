@@ -30,6 +30,7 @@ def quantize_command(
     test_samples: int = typer.Option(16, min=1, help="Test objects of the report."),
     crop: str = typer.Option("none", help="none or box: the preprocessing the model was trained with."),
     keep_float: list[str] = typer.Option(None, "--keep-float", help="Block or node name to keep in float (repeatable)."),
+    graphs: str = typer.Option("", help="Graphs to quantize, e.g. encoder (default: all; decoder_trt follows decoder); the others stay FP32."),
     sensitivity: bool = typer.Option(False, "--sensitivity", help="Run the one-block-at-a-time sweep even if the gate holds."),
     precision: str = typer.Option("int8", help="int8 (Q/DQ) or fp16 (LayerNorm, softmax and attention bias kept FP32)."),
     trt_cache: bool = typer.Option(True, "--trt-cache/--no-trt-cache", help="Write TensorRT calibration caches (GRAPH.calib)."),
@@ -45,7 +46,21 @@ def quantize_command(
 
     recipe = Recipe(backend, method, percentile, _list(op_types), attention_matmuls, smooth_quant)
     options = QuantizeOptions(
-        recipe, samples, calib_split, crop, max_dsc_drop, gate_samples, test_samples, tuple(keep_float or ()), precision, sensitivity, trt_cache, tensorrt, threads, latency_runs
+        recipe=recipe,
+        samples=samples,
+        calib_split=calib_split,
+        crop=crop,
+        max_dsc_drop=max_dsc_drop,
+        gate_samples=gate_samples,
+        test_samples=test_samples,
+        keep_float=tuple(keep_float or ()),
+        graphs=_list(graphs),
+        precision=precision,
+        sweep=sensitivity,
+        trt_cache=trt_cache,
+        tensorrt=tensorrt,
+        threads=threads,
+        latency_runs=latency_runs,
     )
     manifest = quantize_export(export_dir, out, calib, options)
     report = manifest.metrics["quantization"]

@@ -18,7 +18,7 @@ from medkd.quantize.symmetry import qdq_problems
 from medkd.quantize.trt_cache import read_calibration_cache
 from onnx import numpy_helper
 
-from medkd.artifacts import read_manifest, verify_files
+from medkd.artifacts import read_manifest, sha256_file, verify_files
 from medkd.cli import run
 from tests.quantize.conftest import FEW
 
@@ -89,10 +89,13 @@ def test_calibration_cache_holds_the_measured_ranges(tiny_quant, tiny_export):
     assert decoder_header == header and len(decoder_scales) > 10 and set(decoder_scales) <= tensors | {"point_coords"}
 
 
-def test_keep_float_leaves_a_block_unquantized(tiny_export, ct_manifest, tmp_path):
+def test_keep_float_and_graphs_leave_blocks_and_graphs_unquantized(tiny_export, ct_manifest, tmp_path):
     out = tmp_path / "quant"
     block = "/encoder/blocks.0"
-    assert run(["quantize", str(tiny_export), "--calib", str(ct_manifest), "--out", str(out), "--keep-float", block, "--no-trt-cache", *FEW]) == 0
+    args = ["--keep-float", block, "--graphs", "encoder", "--no-trt-cache"]
+    assert run(["quantize", str(tiny_export), "--calib", str(ct_manifest), "--out", str(out), *args, *FEW]) == 0
+    for name in ("decoder.onnx", "decoder_trt.onnx"):
+        assert sha256_file(out / name) == sha256_file(tiny_export / name)
     model = onnx.load(str(out / "encoder.onnx"))
     producers = {o: n for n in model.graph.node for o in n.output}
     in_block = [n for n in model.graph.node if n.op_type == "MatMul" and block_of(n.name) == block]
@@ -147,7 +150,7 @@ def test_asymmetric_or_quantized_input_is_refused(tiny_export, ct_manifest, tmp_
 
 
 def test_bad_options_are_bad_input(tiny_export, ct_manifest, tmp_path, capsys):
-    cases = [(["--method", "kl"], "--method"), (["--precision", "int4"], "--precision"), (["--max-dsc-drop", "5"], "--max-dsc-drop")]
+    cases = [(["--method", "kl"], "--method"), (["--precision", "int4"], "--precision"), (["--max-dsc-drop", "5"], "--max-dsc-drop"), (["--graphs", "unet"], "--graphs")]
     if importlib.util.find_spec("neural_compressor") is None:
         cases.append((["--smooth-quant", "0.5"], "neural-compressor"))
     for extra, phrase in cases:

@@ -130,7 +130,10 @@ def test_fp16_keeps_norms_softmax_and_attention_bias_in_fp32(tiny_export, ct_man
     assert types["image"] == types["image_embeddings"] == onnx.TensorProto.FLOAT
     report = read_manifest(out).metrics["quantization"]
     assert report["precision"] == "fp16" and report["output_rel_error"]["test"]["encoder"] < 1e-2
-    assert report["kept_in_fp32"]["encoder"]["op_types"]["LayerNormalization"] > 0
+    kept = report["kept_in_fp32"]["encoder"]
+    assert kept["op_types"]["LayerNormalization"] > 0 and len(kept["attention_bias_adds"]) == 2  # attn + rel_h + rel_w
+    adds = [n for n in model.graph.node if n.name in kept["attention_bias_adds"]]
+    assert adds and all(types.get(i, initializers.get(i)) == onnx.TensorProto.FLOAT for n in adds for i in n.input)
     assert not (out / "encoder.calib").exists()
 
 

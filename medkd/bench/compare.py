@@ -115,3 +115,11 @@ def software_changes(base: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Packages whose versions differ between the documents (comparable, but worth knowing)."""
     old, current = base.get("software", {}), new.get("software", {})
     return [f"{name} {old.get(name, '-')} -> {current.get(name, '-')}" for name in sorted(set(old) | set(current)) if old.get(name) != current.get(name)]
+
+
+def load_notes(document: dict[str, Any], label: str) -> list[str]:
+    """A note when ``document`` was measured with more runnable work than the machine has cores."""
+    load, cores = document.get("load_average"), (document["device"].get("cpu") or {}).get("logical_cores")
+    if not load or not cores or load[0] <= cores:
+        return []
+    return [f"{label} was measured at load average {load[0]:.1f} on {cores} cores: its times are pessimistic"]

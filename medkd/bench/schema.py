@@ -48,6 +48,7 @@ def new_document(entries: list[dict[str, Any]], device: dict[str, Any], suite: s
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "suite": suite,
         "device": device,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "software": software_versions(),
         "entries": entries,
         **extra,

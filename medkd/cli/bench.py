@@ -80,7 +80,7 @@ def compare_command(
     from rich.table import Table
 
     from medkd.bench import compare_documents, parse_threshold, read_document
-    from medkd.bench.compare import comparison_columns, comparison_rows, software_changes
+    from medkd.bench.compare import comparison_columns, comparison_rows, load_notes, software_changes
     from medkd.bench.tables import markdown_table
 
     threshold = parse_threshold(max_regression)
@@ -96,6 +96,8 @@ def compare_command(
     console.print(table)
     for change in software_changes(base_doc, new_doc):
         typer.echo(f"note: software changed: {change}")
+    for note in load_notes(base_doc, "BASE") + load_notes(new_doc, "NEW"):
+        typer.echo(f"note: {note}")
     if summary is not None:
         with summary.open("a") as handle:
             handle.write(f"### {new.name} against {base.name}\n\n" + markdown_table(columns, comparison_rows(comparison)) + "\n")

@@ -64,6 +64,12 @@ def test_improvement_passes_and_is_reported(tmp_path, capsys):
     assert "no regression beyond 10% in 3 measurements" in capsys.readouterr().out
 
 
+def test_load_is_noted(tmp_path, capsys):
+    busy = {**document(BASE["entries"]), "load_average": [7.5, 6.0, 5.0]}
+    assert run(["bench", "compare", write(tmp_path, "b.json", BASE), write(tmp_path, "n.json", busy)]) == 0
+    assert "NEW was measured at load average 7.5 on 4 cores" in capsys.readouterr().out
+
+
 def test_other_device_is_incomparable(tmp_path, capsys):
     other = copy.deepcopy(DEVICE)
     other["cpu"]["model"] = "Intel(R) Xeon(R) Platinum 8370C CPU @ 2.80GHz"

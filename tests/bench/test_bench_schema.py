@@ -42,7 +42,7 @@ def test_document_round_trip(tmp_path):
     path = tmp_path / "r.json"
     write_document(path, new_document([entry], {"cpu": {"model": "x"}}, suite="unit"))
     document = read_document(path)
-    assert document["schema"] == BENCH_SCHEMA and document["suite"] == "unit"
+    assert document["schema"] == BENCH_SCHEMA and document["suite"] == "unit" and len(document["load_average"]) == 3
     assert document["entries"][0]["latency_ms"]["p50"] == pytest.approx(100.0)
 
 

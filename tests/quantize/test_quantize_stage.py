@@ -159,3 +159,10 @@ def test_bad_options_are_bad_input(tiny_export, ct_manifest, tmp_path, capsys):
     for extra, phrase in cases:
         assert run(["quantize", str(tiny_export), "--calib", str(ct_manifest), "--out", str(tmp_path / "q"), *extra]) == 2
         assert phrase in capsys.readouterr().err
+
+
+def test_tensorrt_int8_lines_come_straight_from_the_quantized_artifact(tiny_quant, capsys):
+    assert run(["export", "tensorrt", str(tiny_quant), "--precision", "int8", "--print-trtexec"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all("--stronglyTyped" in line for line in lines)  # precision from the Q/DQ graphs
+    assert "encoder.onnx" in lines[0] and "decoder_trt.onnx" in lines[1]

@@ -22,9 +22,9 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
-## The main job on its embedded default.
+## The main job on its embedded default: every stage on synthetic phantoms (runs/demo).
 run: setup
-	$(MEDKD) models
+	$(MEDKD) demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -48,24 +48,56 @@ def latency(segmenter: Segmenter, runs: int, warmup: int) -> dict[str, float]:
     return {"p50_ms": cuts[49] * 1e3, "p90_ms": cuts[89] * 1e3, "p99_ms": cuts[98] * 1e3, "runs": runs}
 
 
-def describe(source: str, segmenter: Segmenter, summary: dict[str, Any], runs: int, warmup: int) -> dict[str, Any]:
-    name, kwargs, _, _ = artifact_model_ref(source)
+def model_of(source: str) -> tuple[str, dict[str, Any], str, str | None]:
+    """Zoo name, architecture arguments, runtime and distillation method of an artifact.
+
+    Model artifacts run in PyTorch; export artifacts (``medkd export onnx``) and quantized ones
+    (``medkd quantize``) in ONNX Runtime, their architecture read from the export layout."""
     manifest = read_manifest(source)
+    if manifest.kind in ("teacher", "student"):
+        name, kwargs, _, _ = artifact_model_ref(source)
+        return name, kwargs, "PyTorch FP32", manifest.config.get("distill", {}).get("method")
+    model = manifest.config["export"]["model"]
+    precision = str(manifest.config["export"].get("precision", "fp32")).upper()
+    method = None
+    for item in manifest.inputs:  # the student an export (or the export a quantized model) was made from
+        if item.kind in ("student", "export") and Path(item.path).is_dir():
+            method = model_of(item.path)[3]
+    return model["name"], dict(model.get("kwargs") or {}), f"ONNX Runtime {precision}", method
+
+
+def describe(source: str, segmenter: Segmenter, summary: dict[str, Any], runs: int, warmup: int) -> dict[str, Any]:
+    name, kwargs, runtime, method = model_of(source)
     return {
         "source": source,
-        "kind": manifest.kind,
+        "kind": read_manifest(source).kind,
+        "runtime": runtime,
         "model": {"name": name, "kwargs": kwargs},
-        "method": manifest.config.get("distill", {}).get("method"),
+        "method": method,
         "profile": profile_model(get_spec(name), **kwargs).to_dict(),
         "cpu_latency": latency(segmenter, runs, warmup),
         "test": summary,
     }
 
 
+def limited(rows: list, per_dataset: int | None) -> list:
+    """The first ``per_dataset`` rows of each dataset (manifest order), all when ``None``."""
+    if per_dataset is None:
+        return rows
+    counts: dict[str, int] = {}
+    kept = []
+    for row in rows:
+        counts[row.dataset] = counts.get(row.dataset, 0) + 1
+        if counts[row.dataset] <= per_dataset:
+            kept.append(row)
+    return kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", required=True, help="Teacher artifact directory.")
-    parser.add_argument("--student", action="append", required=True, help="Student artifact directory (repeatable).")
+    parser.add_argument("--student", action="append", required=True, help="Student, export or quantized artifact directory (repeatable).")
+    parser.add_argument("--limit", type=int, default=None, help="At most this many test objects per dataset (manifest order).")
     parser.add_argument("--data", type=Path, required=True, help="Data manifest.")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--split", default="test")
@@ -76,7 +108,7 @@ def main() -> None:
 
     torch.set_grad_enabled(False)
     manifest = load_manifest(args.data)
-    rows = manifest.select(args.split)
+    rows = limited(manifest.select(args.split), args.limit)
     loader = RowLoader(manifest, ArrayCache(default_cache_dir()))
     teacher = load_segmenter(args.teacher, device="cpu")
     teacher_result = evaluate(teacher, rows, loader, crop=args.crop)
@@ -86,7 +118,7 @@ def main() -> None:
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "device": {"cpu": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()},
         "software": software_versions(),
-        "data": {"manifest": str(args.data), "split": args.split, "objects": len(rows), "crop": args.crop, "prompt": "box"},
+        "data": {"manifest": str(args.data), "split": args.split, "objects": len(rows), "limit_per_dataset": args.limit, "crop": args.crop, "prompt": "box"},
         "teacher": describe(args.teacher, teacher, teacher_result.summary, args.runs, args.warmup),
         "students": [],
     }
@@ -102,7 +134,7 @@ def main() -> None:
         overall = entry["test"]["overall"]
         fraction = entry.get("dsc_fraction_of_teacher")
         print(
-            f"{entry['model']['name']:<18} {entry['method'] or 'teacher':<12} DSC {overall['dsc']['mean']:.4f}"
+            f"{entry['model']['name']:<18} {entry['method'] or 'teacher':<12} {entry['runtime']:<20} DSC {overall['dsc']['mean']:.4f}"
             f" NSD {overall['nsd']['mean'] if overall['nsd']['mean'] is not None else float('nan'):.4f}"
             + (f" ({fraction:.1%} of teacher)" if fraction else "")
             + f" {entry['profile']['encoder_gflops']:.2f} GFLOPs p50 {entry['cpu_latency']['p50_ms']:.1f} ms"

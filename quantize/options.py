@@ -26,6 +26,7 @@ class QuantizeOptions:
     test_samples: int = 16
     keep_float: tuple[str, ...] = ()
     graphs: tuple[str, ...] = ()  # graphs to quantize (empty: all; decoder_trt follows decoder)
+    ort_fusion: bool = True  # leave in float what ONNX Runtime's CPU kernels cannot fuse
     precision: str = "int8"
     sweep: bool = False
     trt_cache: bool = True

@@ -11,6 +11,10 @@ def _number(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _ratio(factor: float, more: str, less: str) -> str:
+    return f"{factor:.2f}x {more}" if factor >= 1.0 else f"{1.0 / factor:.2f}x {less}"
+
+
 def summary_table(report: dict[str, Any]) -> Table:
     """DSC / NSD per split, output errors, sizes and latency of each graph, FP32 against quantized."""
     precision = report["precision"]
@@ -25,10 +29,10 @@ def summary_table(report: dict[str, Any]) -> Table:
     for graph, error in report["output_rel_error"]["test"].items():
         table.add_row(f"{graph} output rel. error (test)", "", _number(error), "")
     for graph, sizes in report["size_bytes"].items():
-        table.add_row(f"{graph} size (MiB)", _number(sizes["fp32"] / 2**20, 2), _number(sizes[precision] / 2**20, 2), f"{sizes['fp32'] / sizes[precision]:.2f}x smaller")
+        table.add_row(f"{graph} size (MiB)", _number(sizes["fp32"] / 2**20, 2), _number(sizes[precision] / 2**20, 2), _ratio(sizes["fp32"] / sizes[precision], "smaller", "larger"))
     for graph, timing in report["latency"].items():
         if isinstance(timing, dict):
-            table.add_row(f"{graph} latency p50 (ms)", _number(timing["fp32"]["p50_ms"], 2), _number(timing[precision]["p50_ms"], 2), f"{timing['speedup_p50']:.2f}x faster")
+            table.add_row(f"{graph} latency p50 (ms)", _number(timing["fp32"]["p50_ms"], 2), _number(timing[precision]["p50_ms"], 2), _ratio(timing["speedup_p50"], "faster", "slower"))
     return table
 
 
@@ -40,6 +44,13 @@ def float_table(report: dict[str, Any]) -> Table | None:
     table = Table(title="kept in float")
     for header in ("graph", "block", "reason", "DSC drop alone", "output error alone"):
         table.add_column(header)
+    unfused: dict[str, list[dict[str, Any]]] = {}
     for entry in kept:
+        if "node" in entry:  # one node left float for ONNX Runtime: summarised per graph below
+            unfused.setdefault(entry["graph"], []).append(entry)
+            continue
         table.add_row(entry["graph"], entry["block"], entry["reason"], _number(entry.get("dsc_drop_alone")), _number(entry.get("output_error_alone")))
+    for graph, entries in unfused.items():
+        blocks = len({e["block"] for e in entries})
+        table.add_row(graph, f"{len(entries)} nodes in {blocks} blocks", entries[0]["reason"], "", "")
     return table

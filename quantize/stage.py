@@ -39,7 +39,7 @@ from medkd.quantize.measure import (
     segmentation_scores,
     side_by_side_latency,
 )
-from medkd.quantize.nodes import float_by_recipe
+from medkd.quantize.nodes import block_of, float_by_recipe
 from medkd.quantize.options import QuantizeOptions
 from medkd.quantize.symmetry import QDQ_OPS, require_symmetric
 from medkd.quantize.trt_cache import write_calibration_cache
@@ -91,6 +91,19 @@ def _write_trt_caches(bench: Workbench, out: Path, version: str) -> dict[str, in
     return written
 
 
+def _count_quantized(path: Path) -> int:
+    """Nodes of a graph that read a dequantized weight (0 for a float graph)."""
+    model = onnx.load(str(path), load_external_data=False)
+    weights = {t.name for t in model.graph.initializer}
+    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights}
+    return sum(1 for n in model.graph.node if n.op_type != "DequantizeLinear" and dequantized & set(n.input))
+
+
+def _unfused_report(bench: Workbench) -> list[dict[str, Any]]:
+    reason = "ONNX Runtime (CPU) cannot fuse it into an integer kernel: as Q/DQ it would run slower than FP32"
+    return [{"graph": g, "block": block_of(node), "node": node, "reason": reason} for g in bench.graphs for node in sorted(bench.unfused[g])]
+
+
 def _choose_int8(bench: Workbench, val: Objects, loader: RowLoader, options: QuantizeOptions, fp32_val_dsc: float) -> tuple[dict[str, Path], dict[str, Any]]:
     """INT8 variants of every graph with the blocks the gate keeps in float, and what decided them."""
     forced = set(options.keep_float)
@@ -100,9 +113,9 @@ def _choose_int8(bench: Workbench, val: Objects, loader: RowLoader, options: Qua
     kept = gate.hold({g: set(forced) for g in bench.unit_graphs})
     chosen = {g: bench.quantize(g, kept.get(FOLLOWS.get(g, g), set())) for g in bench.graphs}
     details: dict[str, Any] = {
-        "kept_in_float": kept_report(kept, forced, gate.sensitivity),
+        "kept_in_float": kept_report(kept, forced, gate.sensitivity) + _unfused_report(bench),
         "gate": {"max_dsc_drop": options.max_dsc_drop, "fp32_val_dsc": gate.fp32_dsc, "steps": gate.history},
-        "quantized_nodes": {g: {"quantized": len(bench.nodes(g, kept[FOLLOWS.get(g, g)])) if FOLLOWS.get(g, g) in kept else 0, "candidates": len(bench.candidates[g])} for g in bench.graphs},
+        "quantized_nodes": {g: _count_quantized(chosen[g]) for g in bench.graphs},
         "float_by_recipe": {g: float_by_recipe(onnx.load(str(bench.fp32[g]), load_external_data=False), options.recipe) for g in bench.graphs},
     }
     if gate.sensitivity is not None:
@@ -167,7 +180,7 @@ def quantize_export(export_dir: Path, out: Path, data: Path, options: QuantizeOp
     fp32_scores = {split: segmentation_scores(export_dir, objects.rows, loader, options.crop, options.threads) for split, objects in splits.items()}  # type: ignore[arg-type]
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".quantize-") as scratch:
-        bench = Workbench(export_dir, layout, Path(scratch), options.recipe, calibration.feeds, options.graphs)
+        bench = Workbench(export_dir, layout, Path(scratch), options.recipe, calibration.feeds, options.graphs, options.ort_fusion)
         if options.precision == "fp16":
             chosen, details = _choose_fp16(bench)
         else:

@@ -17,6 +17,7 @@ import onnx
 from medkd.export.layout import EXPORT_KIND
 from medkd.quantize.backends import nncf_quantize, ort_quantize
 from medkd.quantize.calibration import Feed, activation_ranges
+from medkd.quantize.fusion import unfused_nodes
 from medkd.quantize.nodes import block_of, blocks, quantizable_nodes
 from medkd.quantize.recipe import Recipe
 from medkd.quantize.symmetry import require_symmetric
@@ -36,13 +37,15 @@ def graph_names(layout: dict[str, Any]) -> tuple[str, ...]:
 class Workbench:
     """The FP32 graphs of one export, their quantizable nodes and their quantized variants."""
 
-    def __init__(self, export_dir: Path, layout: dict[str, Any], scratch: Path, recipe: Recipe, feeds: dict[str, list[Feed]], selected: tuple[str, ...] = ()) -> None:
+    def __init__(self, export_dir: Path, layout: dict[str, Any], scratch: Path, recipe: Recipe, feeds: dict[str, list[Feed]], selected: tuple[str, ...] = (), ort_fusion: bool = True) -> None:
         self.layout = layout
         self.scratch = scratch
         self.recipe = recipe
         self.feeds = feeds
         self.graphs = graph_names(layout)
         self.selected = selected or self.graphs
+        self.ort_fusion = ort_fusion
+        self.unfused: dict[str, set[str]] = {graph: set() for graph in self.graphs}
         self.fp32: dict[str, Path] = {}
         self.external: dict[str, bool] = {}
         self.candidates: dict[str, list[str]] = {}
@@ -83,21 +86,30 @@ class Workbench:
 
     def quantize(self, graph: str, kept: set[str]) -> Path:
         """``graph`` quantized except ``kept``; the FP32 graph when nothing is left to quantize or the
-        graph (or the graph it follows) was not selected."""
-        nodes = self.nodes(graph, kept)
+        graph (or the graph it follows) was not selected. With ``ort_fusion``, nodes that ONNX Runtime
+        cannot fuse are quantized no more (:mod:`medkd.quantize.fusion`) and remembered in ``unfused``."""
+        nodes = [n for n in self.nodes(graph, kept) if n not in self.unfused[graph]]
         if not nodes or FOLLOWS.get(graph, graph) not in self.unit_graphs:
             return self.fp32[graph]
         key = (graph, frozenset(nodes))
         if key not in self._variants:
-            digest = hashlib.sha256("\n".join(sorted(nodes)).encode()).hexdigest()[:12]
-            target = self.scratch / f"{graph}-{digest}.onnx"
-            if self.recipe.backend == "ort":
-                ort_quantize(self.fp32[graph], target, nodes, self.recipe, self._ranges_file(graph), self.feeds[graph], self.external[graph])
-            else:
-                nncf_quantize(self.fp32[graph], target, nodes, self.recipe, self.feeds[graph], self.external[graph])
-            require_symmetric(target)
+            target = self._quantize_nodes(graph, nodes)
+            unfused = unfused_nodes(target, nodes) if self.ort_fusion else []
+            if unfused:
+                self.unfused[graph].update(unfused)
+                return self.quantize(graph, kept)
             self._variants[key] = target
         return self._variants[key]
+
+    def _quantize_nodes(self, graph: str, nodes: list[str]) -> Path:
+        digest = hashlib.sha256("\n".join(sorted(nodes)).encode()).hexdigest()[:12]
+        target = self.scratch / f"{graph}-{digest}.onnx"
+        if self.recipe.backend == "ort":
+            ort_quantize(self.fp32[graph], target, nodes, self.recipe, self._ranges_file(graph), self.feeds[graph], self.external[graph])
+        else:
+            nncf_quantize(self.fp32[graph], target, nodes, self.recipe, self.feeds[graph], self.external[graph])
+        require_symmetric(target)
+        return target
 
     def assemble(self, chosen: dict[str, Path], name: str) -> Path:
         """An export-layout directory ``name`` with ``chosen`` graphs and FP32 for the others."""

@@ -1,10 +1,11 @@
 """Calibration inputs from medical images, and activation ranges measured on them.
 
-Encoder inputs are train-split objects (taken in turn from each dataset, one per image) preprocessed
-exactly as evaluation does; decoder inputs are the FP32 encoder's embeddings of the same objects
-with their ground-truth box as the prompt. Ranges of every float tensor come from ONNX Runtime's
-calibrators (min-max, percentile or entropy histograms), fed in chunks so that the intermediate
-outputs of large encoders never pile up in memory.
+Encoder inputs are train-split objects (datasets in turn, every image's first object before any
+second) preprocessed exactly as evaluation does; decoder inputs are the FP32 encoder's embeddings of
+the same objects with their ground-truth box as the prompt. Ranges of the inputs and outputs of every
+``MatMul`` / ``Gemm`` / ``Conv`` come from ONNX Runtime's calibrators (min-max, percentile or entropy
+histograms), fed one image at a time so that the intermediate outputs of large encoders never pile up
+in memory.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ _CHUNK = 1  # one feed per call: a 1024-px ViT-B keeps GiBs of intermediate outp
 
 @dataclass
 class Objects:
-    """Model inputs, box prompts and graph feeds of the calibration, validation or test objects."""
+    """Calibration, validation or test objects: their manifest rows and the graph feeds made from them."""
 
     rows: list[ManifestRow]
     feeds: dict[str, list[Feed]]

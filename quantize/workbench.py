@@ -21,7 +21,7 @@ from medkd.quantize.fusion import unfused_nodes
 from medkd.quantize.nodes import block_of, blocks, quantizable_nodes
 from medkd.quantize.recipe import Recipe
 from medkd.quantize.symmetry import require_symmetric
-from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
+from onnxruntime.quantization.calibrate import TensorsData, load_tensors_data, save_tensors_data
 
 from medkd.artifacts import Manifest, write_manifest
 
@@ -69,8 +69,6 @@ class Workbench:
 
     def ranges(self, graph: str) -> TensorsData:
         """Activation ranges of ``graph`` on its calibration feeds, measured once."""
-        from onnxruntime.quantization.calibrate import load_tensors_data
-
         return load_tensors_data(self._ranges_file(graph))
 
     def _ranges_file(self, graph: str) -> Path:

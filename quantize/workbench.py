@@ -21,7 +21,11 @@ from medkd.quantize.fusion import unfused_nodes
 from medkd.quantize.nodes import block_of, blocks, quantizable_nodes
 from medkd.quantize.recipe import Recipe
 from medkd.quantize.symmetry import require_symmetric
-from onnxruntime.quantization.calibrate import TensorsData, load_tensors_data, save_tensors_data
+from onnxruntime.quantization.calibrate import (
+    TensorsData,
+    load_tensors_data,
+    save_tensors_data,
+)
 
 from medkd.artifacts import Manifest, write_manifest
 

@@ -83,6 +83,15 @@ def _objects(manifest, split: str, count: int, layout: dict[str, Any], loader: R
     return Objects(rows, graph_feeds(encoder, images, prompts, int(layout["prompts"]["point_slots"]), progress))
 
 
+def _calibration_and_measurement_objects(export_dir: Path, layout: dict[str, Any], manifest, loader: RowLoader, options: QuantizeOptions) -> tuple[Objects, dict[str, Objects]]:
+    """Calibration objects, and validation / test objects; the FP32 encoder session that made their
+    decoder feeds is released on return (a 1024-px encoder holds GiBs)."""
+    encoder = None if layout["model"]["family"] == "unet" else cpu_session(export_dir / layout["graphs"]["encoder"]["file"], options.threads)
+    calibration = _objects(manifest, options.calib_split, options.samples, layout, loader, encoder, options.crop, options.progress)
+    splits = {split: _objects(manifest, split, count, layout, loader, encoder, options.crop, False) for split, count in (("val", options.gate_samples), ("test", options.test_samples))}
+    return calibration, splits
+
+
 def _write_trt_caches(bench: Workbench, out: Path, version: str) -> dict[str, int]:
     written = {}
     for graph in bench.graphs:
@@ -174,9 +183,7 @@ def quantize_export(export_dir: Path, out: Path, data: Path, options: QuantizeOp
     _check_inputs(export_dir, layout, options.graphs)
     manifest = load_manifest(data)
     loader = RowLoader(manifest, ArrayCache(default_cache_dir()))
-    encoder = None if layout["model"]["family"] == "unet" else cpu_session(export_dir / layout["graphs"]["encoder"]["file"], options.threads)
-    calibration = _objects(manifest, options.calib_split, options.samples, layout, loader, encoder, options.crop, options.progress)
-    splits = {split: _objects(manifest, split, count, layout, loader, encoder, options.crop, False) for split, count in (("val", options.gate_samples), ("test", options.test_samples))}
+    calibration, splits = _calibration_and_measurement_objects(export_dir, layout, manifest, loader, options)
     fp32_scores = {split: segmentation_scores(export_dir, objects.rows, loader, options.crop, options.threads) for split, objects in splits.items()}  # type: ignore[arg-type]
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".quantize-") as scratch:

@@ -30,16 +30,17 @@ class Gate:
         self.sensitivity: list[BlockSensitivity] | None = None
 
     def dsc(self, kept: dict[str, set[str]], name: str) -> float:
+        """Validation DSC of the pipeline with every selected graph quantized except ``kept``."""
         chosen = {g: self.bench.quantize(g, kept[g]) for g in self.bench.unit_graphs}
         score = segmentation_scores(self.bench.assemble(chosen, name), self.val.rows, self.loader, self.options.crop, self.options.threads)["dsc"]  # type: ignore[arg-type]
         return float(score or 0.0)
 
     def measure_block(self, graph: str, block: str) -> tuple[float, float]:
-        others = {b for b in self.bench.blocks(graph) if b != block}
-        path = self.bench.quantize(graph, others)
-        directory = self.bench.assemble({graph: path}, "sweep")
-        dsc = segmentation_scores(directory, self.val.rows, self.loader, self.options.crop, self.options.threads)["dsc"] or 0.0  # type: ignore[arg-type]
+        """(validation DSC drop, output error) with only ``block`` of ``graph`` quantized."""
         threads = self.options.threads
+        path = self.bench.quantize(graph, {b for b in self.bench.blocks(graph) if b != block})
+        directory = self.bench.assemble({graph: path}, "sweep")
+        dsc = segmentation_scores(directory, self.val.rows, self.loader, self.options.crop, threads)["dsc"] or 0.0  # type: ignore[arg-type]
         error = output_error(cpu_session(self.bench.fp32[graph], threads), cpu_session(path, threads), MAIN_OUTPUT[graph], self.val.feeds[graph])
         return self.fp32_dsc - float(dsc), error
 
@@ -63,6 +64,7 @@ class Gate:
 
 
 def kept_report(kept: dict[str, set[str]], forced: set[str], sensitivity: list[BlockSensitivity] | None) -> list[dict[str, Any]]:
+    """One entry per block kept in float: asked for, or reverted by the gate (with its sensitivity)."""
     measured = {(s.graph, s.block): s for s in sensitivity or []}
     report = []
     for graph, blocks in kept.items():

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import stat
+
 import pytest
 
 from medkd.bench.tegrastats import Sample, energy_summary, parse_line, total_power_mw, total_rails
+from medkd.cli import run
 from medkd.errors import BadInput
 
 ORIN_NANO = (
@@ -59,3 +64,19 @@ def test_energy_per_inference_over_the_timed_window():
     assert summary["samples"] == 2 and summary["mean_power_mw"] == 6000
     assert summary["energy_per_inference_mj"] == pytest.approx(600.0)  # 6 W over 1 s for 10 inferences
     assert energy_summary(samples, 3.0, 4.0, 1)["samples"] == 0
+
+
+def test_power_sampling_with_a_recorded_tegrastats(tmp_path, monkeypatch):
+    """``medkd bench --power`` runs tegrastats in the background; here a stand-in replays an Orin Nano line."""
+    fake = tmp_path / "bin" / "tegrastats"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\nwhile true; do echo "{ORIN_NANO}"; sleep 0.02; done\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    out = tmp_path / "power.json"
+    assert run(["bench", "unet", "--power", "--warmup", "1", "--iters", "10", "--threads", "1", "--out", str(out)]) == 0
+    (entry,) = json.loads(out.read_text())["entries"]
+    power = entry["power"]
+    assert power["rails"] == ["VDD_IN"] and power["samples"] >= 2 and power["mean_power_mw"] == 4850
+    assert power["energy_per_inference_mj"] == pytest.approx(4850 * power["window_s"] / 10, rel=1e-3)
+    assert power["window_s"] == pytest.approx(entry["latency_ms"]["mean"] * 10 / 1e3, rel=0.2)  # the timed loop

@@ -27,6 +27,8 @@ def cpu_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    # Idle ORT threads otherwise spin and take the cores from the pre- and post-processing around them.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

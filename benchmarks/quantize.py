@@ -134,7 +134,7 @@ def main() -> None:
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "device": device_info(),
         "software": software_versions(),
-        "settings": {k: str(v) for k, v in vars(args).items()},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "work", "data", "keep")},
         "bar": {"encoder_speedup_p50": SPEEDUP_BAR, "test_dsc_drop": DSC_DROP_BAR},
         "cases": {},
     }

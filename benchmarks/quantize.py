@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,14 +30,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from medkd.export.onnx_stage import OnnxOptions, export_onnx_artifact
-from medkd.export.runtime import cpu_session
-from medkd.quantize import QuantizeOptions, Recipe, quantize_export
-from medkd.quantize.calibration import FeedReader
-from medkd.quantize.measure import output_error, side_by_side_latency
+from medkd.export.runtime import cpu_session  # noqa: E402
+from medkd.quantize.calibration import FeedReader  # noqa: E402
+from medkd.quantize.measure import output_error, side_by_side_latency  # noqa: E402
 
-from medkd.artifacts import atomic_write_json, software_versions
-from medkd.bench.device import device_info
+from medkd.artifacts import atomic_write_json, read_manifest, software_versions  # noqa: E402
+from medkd.bench.device import device_info  # noqa: E402
 
 ZOO_CASES = ("tinyvit-256", "tinyvit", "sam-vit-b")
 SPEEDUP_BAR = 1.5
@@ -54,22 +53,43 @@ def ort_defaults(encoder: Path, feeds: list[dict], test_feeds: list[dict], threa
     return {"embedding_rel_error_test": error, "latency": latency, "speedup_p50": latency["fp32"]["p50_ms"] / latency["int8"]["p50_ms"]}
 
 
+def medkd(argv: list[str]) -> None:
+    """Run one ``medkd`` command in a fresh process; its error (last line) ends the case."""
+    done = subprocess.run([sys.executable, "-m", "medkd", *argv], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise RuntimeError(f"medkd {argv[0]} exited {done.returncode}: {lines[-1] if lines else ''}")
+
+
 def run_case(label: str, source: str, trained: bool, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     export_dir, quant_dir = work / label / "export", work / label / "quant"
     started = time.perf_counter()
-    export_onnx_artifact(source, export_dir, args.data, OnnxOptions(validate_samples=1, split="test"))
-    options = QuantizeOptions(
-        recipe=Recipe(method=args.method),
-        samples=args.samples if trained else min(args.samples, 8),
-        crop=args.crop if trained else "none",
-        max_dsc_drop=DSC_DROP_BAR if trained else None,
-        gate_samples=args.gate_samples if trained else 2,
-        test_samples=args.test_samples if trained else 2,
-        threads=args.threads,
-        latency_runs=args.runs,
-        progress=False,
-    )
-    report = quantize_export(export_dir, quant_dir, args.data, options).metrics["quantization"]
+    # Each stage in its own process: a 1024-px ViT-B leaves GiBs behind in a long-lived one.
+    medkd(["export", "onnx", source, "--out", str(export_dir), "--data", str(args.data), "--validate-samples", "1"])
+    quantize = [
+        "quantize",
+        str(export_dir),
+        "--out",
+        str(quant_dir),
+        "--calib",
+        str(args.data),
+        "--method",
+        args.method,
+        "--samples",
+        str(args.samples if trained else min(args.samples, 8)),
+        "--crop",
+        args.crop if trained else "none",
+        "--gate-samples",
+        str(args.gate_samples if trained else 2),
+        "--test-samples",
+        str(args.test_samples if trained else 2),
+        "--threads",
+        str(args.threads),
+        "--latency-runs",
+        str(args.runs),
+    ]
+    medkd(quantize + (["--max-dsc-drop", str(DSC_DROP_BAR)] if trained else []))
+    report = read_manifest(quant_dir).metrics["quantization"]
     speedup = report["latency"]["encoder"]["speedup_p50"]
     result: dict[str, Any] = {
         "source": source,
@@ -87,7 +107,6 @@ def run_case(label: str, source: str, trained: bool, args: argparse.Namespace, w
     if trained:
         result["meets_dsc_bar"] = report["accuracy"]["test"]["dsc_drop"] <= DSC_DROP_BAR
     if args.ort_defaults:
-
         with tempfile.TemporaryDirectory() as scratch:
             encoder = export_dir / "encoder.onnx"
             feeds = _image_feeds(export_dir, args, 4)  # defaults calibrate every tensor: keep it to a few images

@@ -33,7 +33,7 @@ def results_table(results: dict[str, Any]) -> str:
     """A markdown table: one row per model, test DSC per dataset, NSD, size, FLOPs, CPU latency."""
     entries = [results["teacher"], *results["students"]]
     datasets = sorted(results["teacher"]["test"]["by_dataset"])
-    header = ["model", "method", "runtime", *[f"DSC {name}" for name in datasets], "DSC mean", "NSD mean", "of teacher", "params (M)", "encoder GFLOPs", "CPU p50 (ms)"]
+    header = ["model", "method", "runtime", *[f"DSC {name}" for name in datasets], "DSC mean", "NSD mean", "of teacher", "parameters (M)", "encoder GFLOPs", "CPU p50 (ms)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     teacher_mean = _dataset_mean(results["teacher"], "dsc")
     for entry in entries:
@@ -49,7 +49,7 @@ def results_table(results: dict[str, Any]) -> str:
             _number(mean, 3),
             _number(_dataset_mean(entry, "nsd"), 3),
             "–" if fraction is None else f"{fraction:.1%}",
-            _number(profile["parameters"] / 1e6, 2),
+            _number(profile["total_params"] / 1e6, 2),
             _number(profile["encoder_gflops"], 2),
             _number(entry["cpu_latency"]["p50_ms"], 1),
         ]

@@ -124,8 +124,9 @@ def plan(recipe: PipelineRecipe, run: Path, data: str | None) -> list[Stage]:
             if label == "teacher" or label in recipe.students:
                 continue
             output = run / "bench" / f"{label}.json"
-            backend = "ort-int8" if label.endswith("-int8") else "ort"
-            options = {"backend": backend, "out": str(output), **recipe.options("bench")}
+            # ONNX Runtime for FP32 and INT8 alike: a quantized graph may keep everything in float (a
+            # U-Net without MatMul / Gemm under the default recipe), which the ort-int8 backend refuses.
+            options = {"backend": "ort", "out": str(output), **recipe.options("bench")}
             stages.append(_command("bench", f"bench:{label}", [str(model)], options, output, [model]))
     if recipe.enabled("pack") and recipe.enabled("export"):
         for name in recipe.students:

@@ -1,0 +1,43 @@
+"""The README's results table is generated from a results JSON, never typed by hand."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("readme_results", ROOT / "benchmarks" / "readme_results.py")
+readme_results = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(readme_results)
+
+
+def _entry(name: str, dsc: dict[str, float], nsd: float, p50: float, method: str | None = None, runtime: str = "PyTorch FP32") -> dict:
+    by_dataset = {dataset: {"dsc": {"mean": value}, "nsd": {"mean": nsd}} for dataset, value in dsc.items()}
+    return {
+        "kind": "student" if method else "teacher",
+        "runtime": runtime,
+        "model": {"name": name},
+        "method": method,
+        "profile": {"total_params": 6_070_000, "encoder_gflops": 6.07},
+        "cpu_latency": {"p50_ms": p50},
+        "test": {"by_dataset": by_dataset},
+    }
+
+
+def test_table_cells_come_from_the_json() -> None:
+    results = {
+        "teacher": _entry("sam-vit-stand-in", {"ct": 0.8, "us": 0.6}, 0.5, 100.0),
+        "students": [_entry("tinyvit-256", {"ct": 0.7, "us": 0.63}, 0.4, 20.04, "decoupled", "ONNX Runtime INT8")],
+    }
+    lines = readme_results.results_table(results).splitlines()
+    assert lines[0].startswith("| model | method | runtime | DSC ct | DSC us | DSC mean |")
+    teacher, student = lines[2], lines[3]
+    assert "| 0.800 | 0.600 | 0.700 | 0.500 | – |" in teacher
+    # mean of dataset means 0.665 = 95.0% of the teacher's 0.700
+    assert "| `tinyvit-256` | decoupled | ONNX Runtime INT8 | 0.700 | 0.630 | 0.665 | 0.400 | 95.0% | 6.07 | 6.07 | 20.0 |" == student
+
+
+def test_readme_table_matches_its_json() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert readme_results.BLOCK.search(readme), "README.md has no generated results block"
+    assert readme_results.render(readme) == readme, "README.md results differ from their JSON: run benchmarks/readme_results.py"

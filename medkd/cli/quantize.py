@@ -18,7 +18,7 @@ def quantize_command(
     out: Path = typer.Option(..., "--out", "-o", help="Artifact directory to write (an export layout with Q/DQ graphs)."),
     calib: Path = typer.Option(..., "--calib", "-d", help="Data manifest (medkd data index) with the calibration images."),
     backend: str = typer.Option("ort", help="ort (ONNX Runtime quantize_static) or nncf (nncf.quantize, ONNX backend)."),
-    samples: int = typer.Option(32, min=1, help="Calibration objects (one per image, datasets in turn)."),
+    samples: int = typer.Option(32, min=1, help="Calibration objects (datasets in turn, every image before any image twice)."),
     calib_split: str = typer.Option("train", help="Split the calibration objects come from."),
     method: str = typer.Option("minmax", help="Calibration: minmax, percentile or entropy."),
     percentile: float = typer.Option(99.999, help="Percentile of --method percentile."),

@@ -51,7 +51,7 @@ def demo_command(
     data: str = typer.Option(None, "--data", help="Real data folder: runs recipes/reference-cpu.yaml on it (about 90 minutes on 2 cores)."),
     out: Path = typer.Option(None, "--out", help="Run directory (default: runs/demo, or runs/reference-cpu with --data)."),
 ) -> None:
-    """The whole product in one command: synthetic phantoms to a signed-off bundle and report in minutes."""
+    """The whole product in one command: synthetic phantoms to bundles and a report in minutes."""
     from medkd.pipeline.recipe import recipe_file
 
     if data is None:

@@ -123,10 +123,10 @@ class Workbench:
             link.unlink(missing_ok=True)
             if source is None:
                 continue
-            link.symlink_to(source)
+            link.symlink_to(source.resolve())  # the links live in another folder: relative targets would dangle
             data = source.with_name(f"{source.name}.data")  # external weights, named as the exporters name them
             if data.is_file():
                 (directory / data.name).unlink(missing_ok=True)
-                (directory / data.name).symlink_to(data)
+                (directory / data.name).symlink_to(data.resolve())
         write_manifest(directory, Manifest(kind=EXPORT_KIND, config={"export": self.layout}))
         return directory

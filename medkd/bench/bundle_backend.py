@@ -7,7 +7,6 @@ files are removed, as ``medkd segment --bundle`` does.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,19 +32,13 @@ def _choose(variants: list, backend: str):
 
 def open_bundle(source: str, backend: str, open_directory: Callable[[str], Subject]) -> Subject:
     """The subject of the bundle's variant for ``backend``, opened by ``open_directory`` on the unpacked files."""
-    from medkd.bundle.unpack import safe_unpack
-    from medkd.bundle.verify import inspect_unpacked
+    from medkd.bundle.runtime import verified_unpack
 
     bundle = Path(source)
     if not bundle.is_file():
         raise BadInput(f"{source} does not exist")
-    with tempfile.TemporaryDirectory(prefix="medkd-bench-bundle-") as scratch:
-        root = Path(scratch)
-        verification = inspect_unpacked(root, safe_unpack(bundle, root), None, None)
-        if verification.failed:
-            first = verification.failed[0]
-            raise BadInput(f"{source} is refused: {first.name}: {first.message} (medkd verify lists every check)")
-        variant = _choose(verification.manifest.variants, backend)
+    with verified_unpack(bundle) as (root, manifest):
+        variant = _choose(manifest.variants, backend)
         subject = open_directory(str(root / variant.directory))
     subject.source = f"{source}#{variant.name}"
     subject.notes.append(f"bundle variant {variant.name} ({variant.format} {variant.precision})")

@@ -10,6 +10,8 @@ the first ONNX variant (FP32 where the bundle has it).
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from medkd.artifacts import read_manifest
@@ -49,15 +51,22 @@ def open_variant(root: Path, variant: Variant) -> ExportedSegmenter:
     return OnnxSegmenter(directory)
 
 
-def load_bundle_segmenter(bundle: Path, variant: str | None = None) -> ExportedSegmenter:
-    """A segmenter for ``variant`` (default: :func:`default_variant`) of a verified ``bundle``."""
+@contextmanager
+def verified_unpack(bundle: Path) -> Iterator[tuple[Path, BundleManifest]]:
+    """``bundle`` unpacked into a temporary directory and verified: (that directory, its manifest);
+    ``BadInput`` naming the first failed check. The directory is removed on exit."""
     with tempfile.TemporaryDirectory(prefix="medkd-bundle-") as scratch:
         root = Path(scratch)
         verification = inspect_unpacked(root, safe_unpack(bundle, root), None, None)
         if verification.failed:
             first = verification.failed[0]
             raise BadInput(f"{bundle} is refused: {first.name}: {first.message} (medkd verify lists every check)")
-        manifest = verification.manifest
+        yield root, verification.manifest
+
+
+def load_bundle_segmenter(bundle: Path, variant: str | None = None) -> ExportedSegmenter:
+    """A segmenter for ``variant`` (default: :func:`default_variant`) of a verified ``bundle``."""
+    with verified_unpack(bundle) as (root, manifest):
         chosen = manifest.variant(variant) if variant is not None else default_variant(manifest, local_device())
         segmenter = open_variant(root, chosen)  # sessions read their files now: the directory may go
     segmenter.source = f"{bundle}#{chosen.name}"

@@ -67,7 +67,7 @@ def energy_summary(samples: list[Sample], start: float, stop: float, inferences:
         "samples": len(window),
         "mean_power_mw": round(mean_mw, 1),
         "energy_per_inference_mj": round(mean_mw * seconds / inferences, 3),
-        "window_s": round(seconds, 3),
+        "window_s": round(seconds, 6),
         "rail_means_mw": {name: round(sum(s.rails[name][0] for s in window) / len(window), 1) for name in window[0].rails},
     }
 

@@ -78,7 +78,7 @@ class Workbench:
     def _ranges_file(self, graph: str) -> Path:
         if graph not in self._ranges:
             path = self.scratch / f"{graph}.ranges.json"
-            save_tensors_data(activation_ranges(self.fp32[graph], self.feeds[graph], self.recipe.method, self.recipe.percentile), path)
+            save_tensors_data(activation_ranges(self.fp32[graph], self.feeds[graph], self.candidates[graph], self.recipe.method, self.recipe.percentile), path)
             self._ranges[graph] = path
         return self._ranges[graph]
 

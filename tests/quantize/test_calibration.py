@@ -1,4 +1,4 @@
-"""Calibration ranges by method on a one-MatMul graph with known inputs, and the spread of objects."""
+"""Calibration ranges by method on small graphs with known inputs, and the spread of objects."""
 
 from __future__ import annotations
 
@@ -28,15 +28,36 @@ def _feeds() -> list[dict[str, np.ndarray]]:
 
 
 def test_minmax_covers_every_value_over_all_feeds(matmul_graph):
-    ranges = amax(activation_ranges(matmul_graph, _feeds(), "minmax"))
+    ranges = amax(activation_ranges(matmul_graph, _feeds(), ["/b.0/MatMul"], "minmax"))
     assert ranges["x"] == pytest.approx(40.0) and ranges["y"] == pytest.approx(40.0)
 
 
 def test_percentile_and_entropy_clip_the_outlier(matmul_graph):
-    percentile = amax(activation_ranges(matmul_graph, _feeds(), "percentile", 99.9))["x"]
-    entropy = amax(activation_ranges(matmul_graph, _feeds(), "entropy"))["x"]
+    percentile = amax(activation_ranges(matmul_graph, _feeds(), ["/b.0/MatMul"], "percentile", 99.9))["x"]
+    entropy = amax(activation_ranges(matmul_graph, _feeds(), ["/b.0/MatMul"], "entropy"))["x"]
     assert 2.5 < percentile < 10.0  # 99.9th percentile of |N(0, 1)| is about 3.3
     assert 1.0 < entropy < 40.0
+
+
+def test_only_the_given_nodes_are_calibrated(tmp_path):
+    """An attention-like product of two activations that the recipe leaves in float gets no range."""
+    from medkd.quantize.nodes import quantizable_nodes
+    from medkd.quantize.recipe import Recipe
+
+    weight = numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["q"], name="/b.0/proj/MatMul"),
+        helper.make_node("Transpose", ["q"], ["k"], name="/b.0/Transpose", perm=[1, 0]),
+        helper.make_node("MatMul", ["q", "k"], ["scores"], name="/b.0/attn/MatMul"),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 4])], [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [8, 8])], [weight])
+    path = tmp_path / "attention.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    feeds = [{"x": np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)}]
+    candidates = quantizable_nodes(onnx.load(str(path)), Recipe())
+    assert candidates == ["/b.0/proj/MatMul"]
+    assert set(activation_ranges(path, feeds, candidates, "minmax")) == {"x", "q"}
+    assert set(activation_ranges(path, feeds, [n.name for n in nodes], "minmax")) == {"x", "q", "k", "scores"}
 
 
 def test_objects_spread_over_datasets_then_images(ct_manifest):

@@ -13,7 +13,8 @@ from medkd.export.check import check_onnx
 from medkd.export.layout import read_layout
 from medkd.export.runtime import cpu_session
 from medkd.quantize.calibration import activation_ranges, amax
-from medkd.quantize.nodes import block_of
+from medkd.quantize.nodes import block_of, quantizable_nodes
+from medkd.quantize.recipe import Recipe
 from medkd.quantize.symmetry import qdq_problems
 from medkd.quantize.trt_cache import read_calibration_cache
 from onnx import numpy_helper
@@ -156,7 +157,9 @@ def test_asymmetric_or_quantized_input_is_refused(tiny_export, ct_manifest, tmp_
     assert code == 2 and "breaks the symmetric int8 Q/DQ rule" in capsys.readouterr().err
     assert not (tmp_path / "q" / "manifest.json").exists()
     shutil.copy(tiny_export / "encoder.onnx", planted / "encoder.onnx")
-    assert activation_ranges(planted / "encoder.onnx", feeds, "minmax") and amax(activation_ranges(planted / "encoder.onnx", feeds, "minmax"))["image"] > 0
+    nodes = quantizable_nodes(onnx.load(str(planted / "encoder.onnx")), Recipe())
+    ranges = amax(activation_ranges(planted / "encoder.onnx", feeds, nodes, "minmax"))
+    assert nodes and ranges and min(ranges.values()) > 0
 
 
 def test_bad_options_are_bad_input(tiny_export, ct_manifest, tmp_path, capsys):

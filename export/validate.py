@@ -64,7 +64,7 @@ def validate_export(
     point_slots: int = 0,
 ) -> dict[str, Any]:
     """Measured agreement (per check: max abs logit difference, min / mean DSC) over ``rows``."""
-    logit_diffs, dscs, embed_diffs, trt_diffs, interface_dscs = [], [], [], [], []
+    logit_diffs, logit_scales, dscs, embed_diffs, trt_diffs, interface_dscs = [], [], [], [], [], []
     trt_session = cpu_session(decoder_trt) if decoder_trt else None
     trt_module = LowResDecoder(reference.module) if decoder_trt else None
     for row in rows:
@@ -85,6 +85,7 @@ def validate_export(
             theirs_list = [reference(model_input, [p])[0].float().cpu() for p in prompt_list]
         for prompts, ours, theirs in zip(prompt_list, ours_list, theirs_list):
             logit_diffs.append(float((ours - theirs).abs().max()))
+            logit_scales.append(float(theirs.abs().max()))
             truth_mask = geometry.mask_to_original(theirs) > 0
             dscs.append(_dsc(geometry.mask_to_original(ours) > 0, truth_mask))
             if not onnx_sam:
@@ -113,6 +114,7 @@ def validate_export(
         "objects": [row.id for row in rows],
         "prompts": len(dscs),
         "max_abs_logit_diff": max(logit_diffs),
+        "max_abs_logit": max(logit_scales),
         "min_mask_dsc": min(dscs),
         "mean_mask_dsc": float(np.mean(dscs)),
     }
@@ -125,11 +127,15 @@ def validate_export(
 
 
 def failures(report: dict[str, Any], max_logit_diff: float, min_dsc: float) -> list[str]:
-    """The thresholds ``report`` misses, as readable phrases."""
+    """The thresholds ``report`` misses, as readable phrases. The mask logits' tolerance grows with
+    their largest magnitude beyond 1 (float32 sums differ by a relative amount between runtimes: a
+    trained U-Net's logits reach the hundreds); the low-res decoder's stays absolute."""
     problems = []
-    for key in ("max_abs_logit_diff", "decoder_trt_max_abs_diff"):
-        if report.get(key, 0.0) > max_logit_diff:
-            problems.append(f"{key} {report[key]:.3g} > {max_logit_diff:g}")
+    scale = max(1.0, report.get("max_abs_logit", 1.0))
+    if report.get("max_abs_logit_diff", 0.0) > max_logit_diff * scale:
+        problems.append(f"max_abs_logit_diff {report['max_abs_logit_diff']:.3g} > {max_logit_diff:g} x largest logit {scale:.3g}")
+    if report.get("decoder_trt_max_abs_diff", 0.0) > max_logit_diff:
+        problems.append(f"decoder_trt_max_abs_diff {report['decoder_trt_max_abs_diff']:.3g} > {max_logit_diff:g}")
     for key in ("min_mask_dsc", "interface_masks_min_dsc"):
         if report.get(key, 1.0) < min_dsc:
             problems.append(f"{key} {report[key]:.4f} < {min_dsc:g}")

@@ -30,7 +30,7 @@ def onnx_command(
     max_prompts: int = typer.Option(16, min=1, help="Most prompts per image in the TensorRT profile."),
     validate_samples: int = typer.Option(4, min=1, help="Images from --data to validate on."),
     split: str = typer.Option("test", help="Split the validation images come from (or 'all')."),
-    max_logit_diff: float = typer.Option(1e-3, help="Largest allowed absolute logit difference to PyTorch."),
+    max_logit_diff: float = typer.Option(1e-3, help="Largest allowed logit difference to PyTorch (times the largest logit magnitude when above 1)."),
     min_dsc: float = typer.Option(0.99, help="Smallest allowed mask DSC against PyTorch."),
 ) -> None:
     """Export the image encoder and the two decoders (or the U-Net) to ONNX, validated against PyTorch."""

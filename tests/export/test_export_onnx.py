@@ -124,3 +124,13 @@ def test_gelu_approximate_replaces_erf(tiny_sam, ct_manifest, tmp_path):
     ops = {n.op_type for n in onnx.load(str(out / "encoder.onnx")).graph.node}
     assert "Erf" not in ops and "Tanh" in ops
     assert read_layout(out)["gelu_approximate"] is True
+
+
+def test_logit_tolerance_scales_with_the_largest_logit():
+    from medkd.export.validate import failures
+
+    large = {"max_abs_logit_diff": 0.0114, "max_abs_logit": 200.0, "min_mask_dsc": 1.0}
+    assert failures(large, 1e-3, 0.99) == []  # 0.0114 <= 1e-3 x 200
+    small = {**large, "max_abs_logit": 5.0}
+    assert failures(small, 1e-3, 0.99) == ["max_abs_logit_diff 0.0114 > 0.001 x largest logit 5"]
+    assert failures({**large, "decoder_trt_max_abs_diff": 0.002}, 1e-3, 0.99) == ["decoder_trt_max_abs_diff 0.002 > 0.001"]

@@ -73,8 +73,9 @@ def main() -> None:
     for image in images:
         started = time.perf_counter()
         with torch.inference_mode():
-            targets.append(teacher.image_encoder(image).clone())
+            target = teacher.image_encoder(image)
         online_teacher += time.perf_counter() - started
+        targets.append(target.clone())  # outside inference mode: a tensor autograd may read
 
     with tempfile.TemporaryDirectory() as directory:
         cache = EmbeddingCache(directory)

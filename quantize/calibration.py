@@ -3,10 +3,10 @@
 Encoder inputs are train-split objects (datasets in turn, every image's first object before any
 second) preprocessed exactly as evaluation does; decoder inputs are the FP32 encoder's embeddings of
 the same objects with their ground-truth box as the prompt. Ranges of the inputs and outputs of every
-node a recipe quantizes come from ONNX Runtime's calibrators (min-max, percentile or entropy
-histograms), fed one image at a time. Only those nodes' tensors are calibrated: the calibrator's
-reduction nodes keep every tensor they read alive until the end of the forward pass, and the attention
-maps of a 1024-px ViT-B (products of two activations, left in float) are 0.8 GB each.
+``MatMul`` / ``Gemm`` / ``Conv`` come from ONNX Runtime's calibrators (min-max, percentile or entropy
+histograms), fed one image at a time. Products of two activations that a recipe leaves in float are not
+calibrated: the calibrator's reduction nodes keep every tensor they read alive until the end of the
+forward pass, and the attention maps of a 1024-px ViT-B are 0.8 GB each.
 """
 
 from __future__ import annotations
@@ -127,8 +127,8 @@ def _node_scoped(base: type[CalibraterBase], nodes: Collection[str]) -> type[Cal
 
 
 def activation_ranges(model_path: Path, feeds: list[Feed], nodes: Collection[str], method: str, percentile: float = 99.999) -> TensorsData:
-    """Range (lowest, highest) over ``feeds``, by ``method``, of the inputs and outputs of ``nodes`` (the
-    ``MatMul`` / ``Gemm`` / ``Conv`` a recipe can quantize): what ONNX Runtime and TensorRT need."""
+    """Range (lowest, highest) over ``feeds``, by ``method``, of the inputs and outputs of ``nodes``
+    (:func:`medkd.quantize.nodes.calibrated_nodes`): what ONNX Runtime and TensorRT need."""
     base, options = {
         "minmax": (MinMaxCalibrater, {}),
         "percentile": (PercentileCalibrater, {"num_bins": 2048, "percentile": percentile}),

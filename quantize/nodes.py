@@ -75,6 +75,18 @@ def quantizable_nodes(model: onnx.ModelProto, recipe: Recipe) -> list[str]:
     return [node.name for node in model.graph.node if node.op_type in QUANTIZABLE_OP_TYPES and _why_float(node, constants, recipe) is None]
 
 
+def calibrated_nodes(model: onnx.ModelProto, recipe: Recipe) -> list[str]:
+    """Nodes whose input and output ranges are measured: every ``MatMul`` / ``Gemm`` / ``Conv`` (the
+    TensorRT calibration cache wants them all) except products of two activations the recipe leaves in
+    float, whose attention maps would cost GBs to calibrate at 1024 px."""
+    constants = _constants(model)
+    return [
+        node.name
+        for node in model.graph.node
+        if node.op_type in QUANTIZABLE_OP_TYPES and (recipe.attention_matmuls or node.op_type != "MatMul" or node.input[1] in constants)
+    ]
+
+
 def blocks(names: list[str]) -> dict[str, list[str]]:
     """Node names grouped by block, blocks in order of first appearance."""
     grouped: dict[str, list[str]] = defaultdict(list)

@@ -18,7 +18,7 @@ from medkd.export.layout import EXPORT_KIND
 from medkd.quantize.backends import nncf_quantize, ort_quantize
 from medkd.quantize.calibration import Feed, activation_ranges
 from medkd.quantize.fusion import unfused_nodes
-from medkd.quantize.nodes import block_of, blocks, quantizable_nodes
+from medkd.quantize.nodes import block_of, blocks, calibrated_nodes, quantizable_nodes
 from medkd.quantize.recipe import Recipe
 from medkd.quantize.symmetry import require_symmetric
 from onnxruntime.quantization.calibrate import (
@@ -53,13 +53,16 @@ class Workbench:
         self.fp32: dict[str, Path] = {}
         self.external: dict[str, bool] = {}
         self.candidates: dict[str, list[str]] = {}
+        self.calibrated: dict[str, list[str]] = {}
         for graph in self.graphs:
             entry = layout["graphs"][graph]
             for name in entry["files"]:  # copies: quantizers write helper files beside their input
                 shutil.copy2(export_dir / name, scratch / name)
             self.fp32[graph] = scratch / entry["file"]
             self.external[graph] = len(entry["files"]) > 1
-            self.candidates[graph] = quantizable_nodes(onnx.load(str(self.fp32[graph]), load_external_data=False), recipe)
+            model = onnx.load(str(self.fp32[graph]), load_external_data=False)
+            self.candidates[graph] = quantizable_nodes(model, recipe)
+            self.calibrated[graph] = calibrated_nodes(model, recipe)
         self._ranges: dict[str, Path] = {}
         self._variants: dict[tuple[str, frozenset[str]], Path] = {}
 
@@ -78,7 +81,7 @@ class Workbench:
     def _ranges_file(self, graph: str) -> Path:
         if graph not in self._ranges:
             path = self.scratch / f"{graph}.ranges.json"
-            save_tensors_data(activation_ranges(self.fp32[graph], self.feeds[graph], self.candidates[graph], self.recipe.method, self.recipe.percentile), path)
+            save_tensors_data(activation_ranges(self.fp32[graph], self.feeds[graph], self.calibrated[graph], self.recipe.method, self.recipe.percentile), path)
             self._ranges[graph] = path
         return self._ranges[graph]
 

@@ -41,7 +41,7 @@ def test_percentile_and_entropy_clip_the_outlier(matmul_graph):
 
 def test_only_the_given_nodes_are_calibrated(tmp_path):
     """An attention-like product of two activations that the recipe leaves in float gets no range."""
-    from medkd.quantize.nodes import quantizable_nodes
+    from medkd.quantize.nodes import calibrated_nodes, quantizable_nodes
     from medkd.quantize.recipe import Recipe
 
     weight = numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")
@@ -55,7 +55,8 @@ def test_only_the_given_nodes_are_calibrated(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     feeds = [{"x": np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)}]
     candidates = quantizable_nodes(onnx.load(str(path)), Recipe())
-    assert candidates == ["/b.0/proj/MatMul"]
+    assert candidates == calibrated_nodes(onnx.load(str(path)), Recipe()) == ["/b.0/proj/MatMul"]
+    assert calibrated_nodes(onnx.load(str(path)), Recipe(attention_matmuls=True)) == ["/b.0/proj/MatMul", "/b.0/attn/MatMul"]
     assert set(activation_ranges(path, feeds, candidates, "minmax")) == {"x", "q"}
     assert set(activation_ranges(path, feeds, [n.name for n in nodes], "minmax")) == {"x", "q", "k", "scores"}
 

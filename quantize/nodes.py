@@ -39,11 +39,16 @@ def _grouped(node: onnx.NodeProto) -> bool:
     return any(a.name == "group" and a.i > 1 for a in node.attribute)
 
 
+def _activation_product(node: onnx.NodeProto, constants: set[str]) -> bool:
+    """A ``MatMul`` of two activations (attention ``q @ k``, ``attn @ v``), not of an activation and a weight."""
+    return node.op_type == "MatMul" and node.input[1] not in constants
+
+
 def _why_float(node: onnx.NodeProto, constants: set[str], recipe: Recipe) -> str | None:
     """Why the recipe leaves a ``MatMul`` / ``Gemm`` / ``Conv`` in float (``None``: it quantizes it)."""
     if node.op_type not in recipe.op_types:
         return f"{node.op_type} not in the recipe's operator types"
-    if node.op_type == "MatMul" and node.input[1] not in constants and not recipe.attention_matmuls:
+    if _activation_product(node, constants) and not recipe.attention_matmuls:
         return "product of two activations (attention)"
     if node.op_type == "Conv" and _grouped(node):
         return "grouped (depthwise) Conv"
@@ -83,7 +88,7 @@ def calibrated_nodes(model: onnx.ModelProto, recipe: Recipe) -> list[str]:
     return [
         node.name
         for node in model.graph.node
-        if node.op_type in QUANTIZABLE_OP_TYPES and (recipe.attention_matmuls or node.op_type != "MatMul" or node.input[1] in constants)
+        if node.op_type in QUANTIZABLE_OP_TYPES and (recipe.attention_matmuls or not _activation_product(node, constants))
     ]
 
 

@@ -64,7 +64,7 @@ def quantize_command(
         threads=threads,
         latency_runs=latency_runs,
     )
-    manifest = quantize_export(export_dir.resolve(), out.resolve(), calib.resolve(), options)  # relative paths broke loading the gate's temporary models
+    manifest = quantize_export(export_dir, out, calib, options)
     report = manifest.metrics["quantization"]
     console = stdout_console()
     console.print(summary_table(report))

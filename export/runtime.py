@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import torch
+from medkd.export.cpu_lowering import cpu_model
 from medkd.export.layout import read_layout
 from medkd.export.prompts import prompt_points, select_masks
 
@@ -22,14 +23,20 @@ from medkd.errors import BadInput
 from medkd.evaluation.segmenter import Prompts
 
 
-def cpu_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
-    """An ONNX Runtime session on the CPU execution provider."""
+def cpu_options(threads: int | None = None) -> ort.SessionOptions:
+    """Session options for the CPU execution provider."""
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
     # Idle ORT threads otherwise spin and take the cores from the pre- and post-processing around them.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return options
+
+
+def cpu_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime session on the CPU execution provider; a Q/DQ graph is lowered for the CPU's
+    integer kernels first (:mod:`medkd.export.cpu_lowering`)."""
+    return ort.InferenceSession(cpu_model(path), cpu_options(threads), providers=["CPUExecutionProvider"])
 
 
 def decoder_feeds(embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:

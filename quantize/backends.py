@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from medkd.quantize.calibration import ORT_METHODS, Feed, FeedReader
+from medkd.quantize.nodes import MOVEMENT_OP_TYPES
 from medkd.quantize.recipe import Recipe
 from onnx import numpy_helper
 
@@ -49,7 +50,7 @@ def ort_quantize(source: Path, target: Path, nodes: list[str], recipe: Recipe, r
             target,
             FeedReader(feeds),
             quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(recipe.op_types),
+            op_types_to_quantize=[*recipe.op_types, *MOVEMENT_OP_TYPES],
             per_channel=True,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
@@ -60,24 +61,48 @@ def ort_quantize(source: Path, target: Path, nodes: list[str], recipe: Recipe, r
             calibration_cache_path=None if recipe.smooth_quant is not None else ranges_cache,
         )
     model = onnx.load(str(target))
-    if shapes_from_float(model):
+    if shapes_off_fusions(model):
         _save(model, target, external_data)
 
 
-def shapes_from_float(model: onnx.ModelProto) -> int:
-    """Let ``Shape`` nodes read the float tensor a Q/DQ pair quantizes instead of its DQ output.
+def shapes_off_fusions(model: onnx.ModelProto) -> int:
+    """Move ``Shape`` nodes off the tensors that ONNX Runtime fuses away; each reads a tensor of the
+    same shape instead. Returns how many ``Shape`` nodes were rewired.
 
-    The same shape either way, but a DQ output with a second (``Shape``) consumer keeps ONNX Runtime
-    from fusing the DQ / MatMul / DQ unit into ``MatMulIntegerToFloat``: SAM's window attention
-    (``B, H, W, _ = x.shape``) then runs its qkv projection as dequantized weights times float
-    activations, slower than FP32. Returns how many ``Shape`` nodes were rewired.
+    - A ``Shape`` of a DQ output reads the float tensor the Q/DQ pair quantizes: a DQ output with a
+      second consumer keeps ONNX Runtime from fusing the DQ / MatMul / DQ unit into
+      ``MatMulIntegerToFloat`` (SAM's window attention, ``B, H, W, _ = x.shape``, then ran its qkv
+      projection as dequantized weights times float activations, slower than FP32).
+    - A ``Shape`` of a convolution's output that is quantized reads its dequantized copy: a float
+      output with a second consumer keeps ``DQ -> Conv -> Q`` from becoming ``QLinearConv`` (TinyViT's
+      patch merging, ``x.flatten(2)`` after its last convolution).
     """
     producers = {output: node for node in model.graph.node for output in node.output}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+
+    def dequantized(value: str) -> str | None:
+        """The output of a Q -> DQ pair on ``value``, if the value is quantized."""
+        for quantize in readers.get(value, []):
+            if quantize.op_type == "QuantizeLinear":
+                for dequantize in readers.get(quantize.output[0], []):
+                    if dequantize.op_type == "DequantizeLinear":
+                        return dequantize.output[0]
+        return None
+
     rewired = 0
     for node in model.graph.node:
-        dequantize = producers.get(node.input[0]) if node.op_type == "Shape" else None
-        quantize = producers.get(dequantize.input[0]) if dequantize is not None and dequantize.op_type == "DequantizeLinear" else None
-        if quantize is not None and quantize.op_type == "QuantizeLinear":
+        if node.op_type != "Shape":
+            continue
+        source = producers.get(node.input[0])
+        if source is not None and source.op_type == "Conv" and (copy := dequantized(node.input[0])) is not None:
+            node.input[0] = copy
+            rewired += 1
+            continue
+        quantize = producers.get(source.input[0]) if source is not None and source.op_type == "DequantizeLinear" else None
+        if quantize is not None and quantize.op_type == "QuantizeLinear" and getattr(producers.get(quantize.input[0]), "op_type", None) != "Conv":
             node.input[0] = quantize.input[0]
             rewired += 1
     return rewired
@@ -167,7 +192,7 @@ def nncf_quantize(source: Path, target: Path, nodes: list[str], recipe: Recipe, 
             advanced_parameters=parameters,
         )
     _signed_activations(quantized)
-    shapes_from_float(quantized)
+    shapes_off_fusions(quantized)
     _save(quantized, target, external_data)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import onnx
 import onnxruntime as ort
+from medkd.export.cpu_lowering import cpu_model
 
 
 def unfused_nodes(path: Path, names: list[str]) -> list[str]:
@@ -23,7 +24,7 @@ def unfused_nodes(path: Path, names: list[str]) -> list[str]:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         options.optimized_model_filepath = str(Path(scratch) / "optimized.onnx")
         options.log_severity_level = 3
-        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        ort.InferenceSession(cpu_model(path), options, providers=["CPUExecutionProvider"])
         model = onnx.load(options.optimized_model_filepath, load_external_data=False)
     producers = {output: node.op_type for node in model.graph.node for output in node.output}
     wanted = set(names)

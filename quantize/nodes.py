@@ -8,6 +8,7 @@ belong to the path's first two modules (``/encoder/patch_embed``), and unnamed o
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter, defaultdict
 
@@ -17,6 +18,13 @@ from medkd.quantize.recipe import QUANTIZABLE_OP_TYPES, Recipe
 _INDEXED = re.compile(r".+\.\d+$")
 _NESTED = re.compile(r"^blocks\.\d+$")
 FLOAT_OP_TYPES = ("LayerNormalization", "Softmax", "Gelu", "Erf", "ReduceMean", "Sqrt")
+# Element-wise activations between two convolutions (the exporter's erf-GELU is Div / Erf / Add / Mul).
+ACTIVATION_OP_TYPES = ("Div", "Erf", "Add", "Mul", "Gelu", "Relu", "Sigmoid", "Tanh", "Clip", "HardSwish", "HardSigmoid")
+# Operators that only move data: a quantized input read through them moves through them in int8.
+MOVEMENT_OP_TYPES = ("Transpose", "Reshape", "Pad", "Slice", "Squeeze", "Unsqueeze")
+# Multiply-adds per output below which an int8 convolution runs no faster than a float one (the
+# 3-channel image stem: 27).
+MIN_CONV_REDUCTION = 32
 
 
 def block_of(node_name: str) -> str:
@@ -29,14 +37,23 @@ def block_of(node_name: str) -> str:
     return "/" + "/".join(modules[:2])
 
 
-def _constants(model: onnx.ModelProto) -> set[str]:
-    names = {t.name for t in model.graph.initializer}
-    names.update(node.output[0] for node in model.graph.node if node.op_type == "Constant")
-    return names
+class GraphIndex:
+    """What the node rules read of a graph: constants, weight shapes, who writes and reads each value."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.shapes = {t.name: list(t.dims) for t in model.graph.initializer}
+        self.constants = set(self.shapes) | {node.output[0] for node in model.graph.node if node.op_type == "Constant"}
+        self.producers = {output: node for node in model.graph.node for output in node.output}
+        self.readers: Counter[str] = Counter(name for node in model.graph.node for name in node.input)
 
 
 def _grouped(node: onnx.NodeProto) -> bool:
     return any(a.name == "group" and a.i > 1 for a in node.attribute)
+
+
+def _reduction(node: onnx.NodeProto, graph: GraphIndex) -> int:
+    """Multiply-adds per output of a ``Conv``: input channels per group times kernel size."""
+    return math.prod(graph.shapes.get(node.input[1], [0, 0])[1:])
 
 
 def _activation_product(node: onnx.NodeProto, constants: set[str]) -> bool:
@@ -44,25 +61,51 @@ def _activation_product(node: onnx.NodeProto, constants: set[str]) -> bool:
     return node.op_type == "MatMul" and node.input[1] not in constants
 
 
-def _why_float(node: onnx.NodeProto, constants: set[str], recipe: Recipe) -> str | None:
+def _fed_by_convolutions(node: onnx.NodeProto, graph: GraphIndex, recipe: Recipe) -> bool:
+    """Whether ``node``'s input comes from quantized dense convolutions through element-wise
+    activations only (the depthwise convolution of an MBConv or patch-merging block)."""
+    pending, seen, sources = [node.input[0]], set(), 0
+    while pending:
+        value = pending.pop()
+        producer = graph.producers.get(value)
+        if value in seen or value in graph.constants:
+            continue
+        seen.add(value)
+        if producer is None:
+            return False
+        if producer.op_type in ACTIVATION_OP_TYPES:
+            pending.extend(producer.input)
+        elif producer.op_type == "Conv" and not _grouped(producer) and _why_float(producer, graph, recipe) is None:
+            sources += 1
+        else:
+            return False
+    return sources > 0
+
+
+def _why_float(node: onnx.NodeProto, graph: GraphIndex, recipe: Recipe) -> str | None:
     """Why the recipe leaves a ``MatMul`` / ``Gemm`` / ``Conv`` in float (``None``: it quantizes it)."""
     if node.op_type not in recipe.op_types:
         return f"{node.op_type} not in the recipe's operator types"
-    if _activation_product(node, constants) and not recipe.attention_matmuls:
+    if _activation_product(node, graph.constants) and not recipe.attention_matmuls:
         return "product of two activations (attention)"
-    if node.op_type == "Conv" and _grouped(node):
-        return "grouped (depthwise) Conv"
+    if node.op_type != "Conv":
+        return None
+    if _grouped(node):
+        if not _fed_by_convolutions(node, graph, recipe):
+            return "grouped (depthwise) Conv outside a convolution block"
+    elif _reduction(node, graph) < MIN_CONV_REDUCTION:
+        return f"Conv with fewer than {MIN_CONV_REDUCTION} multiply-adds per output (image stem)"
     return None
 
 
 def float_by_recipe(model: onnx.ModelProto, recipe: Recipe) -> dict[str, int]:
     """How many nodes stay in float and why: matrix products the recipe skips, and every normalisation,
     softmax and activation (never quantized)."""
-    constants = _constants(model)
+    graph = GraphIndex(model)
     counts: Counter[str] = Counter()
     for node in model.graph.node:
         if node.op_type in QUANTIZABLE_OP_TYPES:
-            reason = _why_float(node, constants, recipe)
+            reason = _why_float(node, graph, recipe)
             if reason:
                 counts[reason] += 1
         elif node.op_type in FLOAT_OP_TYPES:
@@ -73,23 +116,43 @@ def float_by_recipe(model: onnx.ModelProto, recipe: Recipe) -> dict[str, int]:
 def quantizable_nodes(model: onnx.ModelProto, recipe: Recipe) -> list[str]:
     """Names of the nodes ``recipe`` quantizes, in graph order.
 
-    ``MatMul`` needs a constant weight unless ``recipe.attention_matmuls``; grouped (depthwise)
-    ``Conv`` stays in float: ONNX Runtime's CPU kernels run it faster in float than from Q/DQ.
+    ``MatMul`` needs a constant weight unless ``recipe.attention_matmuls``. On ONNX Runtime's CPU
+    kernels a grouped (depthwise) ``Conv`` pays in int8 only between two int8 convolutions (the
+    activations stay int8 and channels-last), and a ``Conv`` over the 3-channel image not at all.
     """
-    constants = _constants(model)
-    return [node.name for node in model.graph.node if node.op_type in QUANTIZABLE_OP_TYPES and _why_float(node, constants, recipe) is None]
+    graph = GraphIndex(model)
+    return [node.name for node in model.graph.node if node.op_type in QUANTIZABLE_OP_TYPES and _why_float(node, graph, recipe) is None]
+
+
+def movement_chains(model: onnx.ModelProto, names: list[str]) -> dict[str, list[str]]:
+    """For each of ``names``, the data-movement nodes (``Transpose``, ``Reshape``, ``Pad``, ...) its
+    activation input comes through, each read by nothing else: quantized with it, they move int8
+    data (a quarter of the bytes) instead of float (a window partition before ``qkv``)."""
+    graph = GraphIndex(model)
+    nodes = {node.name: node for node in model.graph.node}
+    chains: dict[str, list[str]] = {}
+    for name in names:
+        chain, value = [], nodes[name].input[0]
+        while (producer := graph.producers.get(value)) is not None and producer.op_type in MOVEMENT_OP_TYPES and graph.readers[value] == 1:
+            chain.append(producer.name)
+            value = producer.input[0]
+        chains[name] = chain
+    return chains
 
 
 def calibrated_nodes(model: onnx.ModelProto, recipe: Recipe) -> list[str]:
     """Nodes whose input and output ranges are measured: every ``MatMul`` / ``Gemm`` / ``Conv`` (the
     TensorRT calibration cache wants them all) except products of two activations the recipe leaves in
-    float, whose attention maps would cost GBs to calibrate at 1024 px."""
-    constants = _constants(model)
-    return [
+    float, whose attention maps would cost GBs to calibrate at 1024 px; and the data-movement nodes in
+    front of the quantized ones."""
+    graph = GraphIndex(model)
+    products = [
         node.name
         for node in model.graph.node
-        if node.op_type in QUANTIZABLE_OP_TYPES and (recipe.attention_matmuls or not _activation_product(node, constants))
+        if node.op_type in QUANTIZABLE_OP_TYPES and (recipe.attention_matmuls or not _activation_product(node, graph.constants))
     ]
+    movements = [m for chain in movement_chains(model, quantizable_nodes(model, recipe)).values() for m in chain]
+    return products + movements
 
 
 def blocks(names: list[str]) -> dict[str, list[str]]:

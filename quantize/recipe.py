@@ -1,10 +1,11 @@
 """What to quantize and how: backend, calibration method, operator types, SmoothQuant.
 
-The default recipe quantizes the weights of ``MatMul`` / ``Gemm`` (and optionally ``Conv``) per output
-channel, symmetric int8, and their input activations per tensor, symmetric int8 (zero point 0), in
-Q/DQ format. Outputs of matrix products are not re-quantized, so ONNX Runtime runs them as
-``MatMulIntegerToFloat`` and LayerNorm, Softmax, GELU and the attention bias stay in float. Products of
-two activations (attention ``q @ k`` and ``attn @ v``) stay in float unless ``attention_matmuls``.
+The default recipe quantizes the weights of ``MatMul`` / ``Gemm`` / dense ``Conv`` per output channel,
+symmetric int8, and their input activations per tensor, symmetric int8 (zero point 0), in Q/DQ format.
+Outputs of matrix products are not re-quantized, so ONNX Runtime runs them as ``MatMulIntegerToFloat``
+and LayerNorm, Softmax, GELU and the attention bias stay in float; convolution outputs are (the form
+``QLinearConv`` and TensorRT's fused convolutions take). Products of two activations (attention
+``q @ k`` and ``attn @ v``) and grouped (depthwise) convolutions stay in float unless asked for.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from medkd.errors import BadInput
 BACKENDS = ("ort", "nncf")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 QUANTIZABLE_OP_TYPES = ("MatMul", "Gemm", "Conv")
-DEFAULT_OP_TYPES = ("MatMul", "Gemm")
+DEFAULT_OP_TYPES = ("MatMul", "Gemm", "Conv")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from medkd.export.layout import EXPORT_KIND
 from medkd.quantize.backends import nncf_quantize, ort_quantize
 from medkd.quantize.calibration import Feed, activation_ranges
 from medkd.quantize.fusion import unfused_nodes
-from medkd.quantize.nodes import block_of, blocks, calibrated_nodes, quantizable_nodes
+from medkd.quantize.nodes import block_of, blocks, calibrated_nodes, movement_chains, quantizable_nodes
 from medkd.quantize.recipe import Recipe
 from medkd.quantize.symmetry import require_symmetric
 from onnxruntime.quantization.calibrate import (
@@ -54,6 +54,7 @@ class Workbench:
         self.external: dict[str, bool] = {}
         self.candidates: dict[str, list[str]] = {}
         self.calibrated: dict[str, list[str]] = {}
+        self.movements: dict[str, dict[str, list[str]]] = {}
         for graph in self.graphs:
             entry = layout["graphs"][graph]
             for name in entry["files"]:  # copies: quantizers write helper files beside their input
@@ -63,6 +64,7 @@ class Workbench:
             model = onnx.load(str(self.fp32[graph]), load_external_data=False)
             self.candidates[graph] = quantizable_nodes(model, recipe)
             self.calibrated[graph] = calibrated_nodes(model, recipe)
+            self.movements[graph] = movement_chains(model, self.candidates[graph])
         self._ranges: dict[str, Path] = {}
         self._variants: dict[tuple[str, frozenset[str]], Path] = {}
 
@@ -109,6 +111,7 @@ class Workbench:
     def _quantize_nodes(self, graph: str, nodes: list[str]) -> Path:
         digest = hashlib.sha256("\n".join(sorted(nodes)).encode()).hexdigest()[:12]
         target = self.scratch / f"{graph}-{digest}.onnx"
+        nodes = nodes + [m for node in nodes for m in self.movements[graph][node]]
         if self.recipe.backend == "ort":
             ort_quantize(self.fp32[graph], target, nodes, self.recipe, self._ranges_file(graph), self.feeds[graph], self.external[graph])
         else:

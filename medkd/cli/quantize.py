@@ -22,7 +22,7 @@ def quantize_command(
     calib_split: str = typer.Option("train", help="Split the calibration objects come from."),
     method: str = typer.Option("minmax", help="Calibration: minmax, percentile or entropy."),
     percentile: float = typer.Option(99.999, help="Percentile of --method percentile."),
-    op_types: str = typer.Option("MatMul,Gemm", help="Operators whose weights and inputs are quantized (MatMul, Gemm, Conv)."),
+    op_types: str = typer.Option("MatMul,Gemm,Conv", help="Operators whose weights and inputs are quantized (MatMul, Gemm, Conv)."),
     attention_matmuls: bool = typer.Option(False, "--attention-matmuls", help="Also quantize products of two activations (q @ k, attn @ v)."),
     smooth_quant: float = typer.Option(None, help="SmoothQuant alpha (0-1); off when not given."),
     max_dsc_drop: float = typer.Option(None, help="Largest allowed validation DSC drop against FP32 (0.01 = 1 point); reverts sensitive blocks."),

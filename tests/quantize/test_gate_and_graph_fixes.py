@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 from medkd.quantize import gate as gate_module
-from medkd.quantize.backends import shapes_from_float
+from medkd.quantize.backends import shapes_off_fusions
 from medkd.quantize.calibration import Objects
 from medkd.quantize.gate import Gate
 from medkd.quantize.options import QuantizeOptions
@@ -89,6 +89,6 @@ def test_shape_nodes_read_the_float_tensor_so_ort_can_fuse_the_matmul():
     ]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])], [helper.make_tensor_value_info("shape", TensorProto.INT64, [2]), helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], [scale, zero])
     model = helper.make_model(graph)
-    assert shapes_from_float(model) == 1
+    assert shapes_off_fusions(model) == 1
     assert model.graph.node[2].input[0] == "x" and model.graph.node[3].input[0] == "xd"
     onnx.checker.check_model(model)

@@ -1,0 +1,225 @@
+"""Lowering of a symmetric int8 Q/DQ graph for ONNX Runtime's x86 CPU kernels, in memory at load time.
+
+The files ``medkd quantize`` writes keep the form TensorRT builds from (int8 Q/DQ, zero point 0,
+float biases). ONNX Runtime's CPU optimizer runs such a graph well below what its integer kernels
+can do, for three reasons this module removes before the session is made:
+
+- **int8 activations.** On x86, ONNX Runtime fuses ``DQ -> Conv -> Q`` into ``QLinearConv`` only for
+  uint8 activations. :func:`unsigned_activations` re-encodes each activation Q/DQ pair as uint8 with
+  zero point 128: the same scale, the same 256 levels, bit for bit the same values.
+- **GELU split by Q/DQ.** ONNX Runtime gives each consumer of a ``DequantizeLinear`` its own copy
+  before it fuses the exporter's erf-GELU (``x * 0.5 * (1 + erf(x / sqrt 2))``), which reads ``x``
+  twice: the copies break the pattern and the GELU runs as five element-wise passes after two
+  dequantizations. :func:`fuse_erf_gelu` makes it the single ``Gelu`` node the optimizer would.
+- **Bias after the integer matrix product.** ONNX Runtime turns ``DQ(x) @ DQ(W)`` into
+  ``MatMulIntegerToFloat`` but leaves the bias ``Add`` as a separate pass over the output.
+  :func:`integer_matmuls` writes ``MatMulIntegerToFloat`` with the bias folded in.
+
+The on-disk graph is never changed; FP32 graphs (no ``QuantizeLinear``) are not touched.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+MICROSOFT = "com.microsoft"
+PROTOBUF_LIMIT = 2**31 - 1
+
+
+def is_quantized(model: onnx.ModelProto) -> bool:
+    return any(node.op_type == "QuantizeLinear" for node in model.graph.node)
+
+
+def _consumers(nodes: list[onnx.NodeProto]) -> dict[str, list[int]]:
+    """Indices into ``nodes`` of the nodes reading each value."""
+    consumers: dict[str, list[int]] = {}
+    for index, node in enumerate(nodes):
+        for name in node.input:
+            consumers.setdefault(name, []).append(index)
+    return consumers
+
+
+def _producers(nodes: list[onnx.NodeProto]) -> dict[str, int]:
+    """Index into ``nodes`` of the node writing each value."""
+    return {output: index for index, node in enumerate(nodes) for output in node.output}
+
+
+def _initializers(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
+    return {tensor.name: tensor for tensor in model.graph.initializer}
+
+
+def unsigned_activations(model: onnx.ModelProto) -> int:
+    """Re-encode int8 activation Q/DQ pairs (zero point 0) as uint8 with zero point 128, in place.
+
+    ``q_u8 = q_s8 + 128`` for every value, so every dequantized value is unchanged. Only pairs whose
+    quantized tensor goes to ``DequantizeLinear`` nodes alone are touched; weights (constant inputs)
+    stay int8. Returns how many ``QuantizeLinear`` nodes changed.
+    """
+    tensors = _initializers(model)
+    nodes = list(model.graph.node)
+    consumers = _consumers(nodes)
+    graph_outputs = {value.name for value in model.graph.output}
+    unsigned: dict[str, onnx.TensorProto] = {}
+    retyped: set[str] = set()
+    for node in nodes:
+        if node.op_type != "QuantizeLinear" or len(node.input) < 3 or node.input[0] in tensors:
+            continue
+        zero = tensors.get(node.input[2])
+        readers = [nodes[i] for i in consumers.get(node.output[0], [])]
+        if zero is None or zero.data_type != onnx.TensorProto.INT8 or np.any(numpy_helper.to_array(zero)):
+            continue
+        if node.output[0] in graph_outputs or not readers or any(r.op_type != "DequantizeLinear" for r in readers):
+            continue
+        for owner in (node, *readers):
+            if len(owner.input) < 3:  # a DQ without zero point: it takes the Q's
+                owner.input.append(node.input[2])
+            name = f"{owner.input[2]}_uint8"
+            if name not in unsigned:
+                shape = numpy_helper.to_array(tensors.get(owner.input[2], zero)).shape
+                unsigned[name] = numpy_helper.from_array(np.full(shape, 128, np.uint8), name)
+            owner.input[2] = name
+        retyped.add(node.output[0])
+    model.graph.initializer.extend(unsigned.values())
+    for value in model.graph.value_info:
+        if value.name in retyped:
+            value.type.tensor_type.elem_type = onnx.TensorProto.UINT8
+    _drop_unused_initializers(model)
+    return len(retyped)
+
+
+def _scalar(constants: dict[str, onnx.TensorProto], name: str) -> float:
+    """The value of a one-element constant (NaN for anything else)."""
+    tensor = constants.get(name)
+    value = numpy_helper.to_array(tensor) if tensor is not None else np.empty(0)
+    return float(value.reshape(-1)[0]) if value.size == 1 else math.nan
+
+
+def fuse_erf_gelu(model: onnx.ModelProto) -> int:
+    """Replace each exported erf-GELU (``Div(x, sqrt 2) -> Erf -> Add 1 -> Mul x -> Mul 0.5``, or
+    ``... -> Mul 0.5 -> Mul x``) by one ``com.microsoft`` ``Gelu`` node, in place. Returns how many."""
+    nodes = list(model.graph.node)
+    constants = {**_initializers(model), **{n.output[0]: n.attribute[0].t for n in nodes if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"}}
+    producers, consumers = _producers(nodes), _consumers(nodes)
+
+    def only_reader(value: str, op_type: str) -> int | None:
+        readers = consumers.get(value, [])
+        return readers[0] if len(readers) == 1 and nodes[readers[0]].op_type == op_type else None
+
+    def other(index: int, value: str) -> str:
+        node = nodes[index]
+        return node.input[1] if node.input[0] == value else node.input[0]
+
+    replaced: dict[int, onnx.NodeProto] = {}
+    removed: set[int] = set()
+    for erf, node in enumerate(nodes):
+        divide = producers.get(node.input[0]) if node.op_type == "Erf" else None
+        if divide is None or nodes[divide].op_type != "Div" or not math.isclose(_scalar(constants, nodes[divide].input[1]), math.sqrt(2.0), rel_tol=1e-4):
+            continue
+        x = nodes[divide].input[0]
+        add = only_reader(node.output[0], "Add") if consumers.get(nodes[divide].output[0]) == [erf] else None
+        if add is None or not math.isclose(_scalar(constants, other(add, node.output[0])), 1.0):
+            continue
+        first = only_reader(nodes[add].output[0], "Mul")
+        last = only_reader(nodes[first].output[0], "Mul") if first is not None else None
+        if last is None:
+            continue
+        factors = {other(first, nodes[add].output[0]), other(last, nodes[first].output[0])}
+        if x not in factors or not math.isclose(_scalar(constants, (factors - {x}).pop() if len(factors) == 2 else ""), 0.5):
+            continue
+        replaced[last] = helper.make_node("Gelu", [x], [nodes[last].output[0]], name=f"{nodes[last].name}/Gelu", domain=MICROSOFT)
+        removed.update((divide, erf, add, first))
+    _rewrite(model, nodes, replaced, removed)
+    return len(replaced)
+
+
+def integer_matmuls(model: onnx.ModelProto) -> int:
+    """Replace ``DQ(x) @ DQ(W)`` (x quantized per tensor, W a constant int8 ``[K, N]`` per tensor or per
+    column) and its bias ``Add`` (a constant of ``N`` values, when it is the only reader) by one
+    ``com.microsoft`` ``MatMulIntegerToFloat``, in place. Returns how many."""
+    tensors = _initializers(model)
+    nodes = list(model.graph.node)
+    producers, consumers = _producers(nodes), _consumers(nodes)
+    replaced: dict[int, onnx.NodeProto] = {}
+    removed: set[int] = set()
+    for index, matmul in enumerate(nodes):
+        if matmul.op_type != "MatMul" or any(name not in producers for name in matmul.input):
+            continue
+        act, weight = (nodes[producers[name]] for name in matmul.input)
+        if act.op_type != "DequantizeLinear" or weight.op_type != "DequantizeLinear" or len(act.input) < 3 or len(weight.input) < 3:
+            continue
+        w = tensors.get(weight.input[0])
+        if w is None or w.data_type != onnx.TensorProto.INT8 or len(w.dims) != 2 or any(name not in tensors for name in (*act.input[1:], *weight.input[1:])):
+            continue
+        if numpy_helper.to_array(tensors[act.input[1]]).size != 1 or any(a.name == "axis" and a.i not in (1, -1) for a in weight.attribute):
+            continue
+        inputs = [act.input[0], weight.input[0], act.input[1], weight.input[1], act.input[2], weight.input[2]]
+        output = matmul.output[0]
+        readers = consumers.get(output, [])
+        if len(readers) == 1 and nodes[readers[0]].op_type == "Add":
+            add = nodes[readers[0]]
+            bias = tensors.get(add.input[1] if add.input[0] == output else add.input[0])
+            if bias is not None and list(bias.dims) == [w.dims[1]]:
+                inputs.append(bias.name)
+                output = add.output[0]
+                removed.add(readers[0])
+        replaced[index] = helper.make_node("MatMulIntegerToFloat", inputs, [output], name=matmul.name, domain=MICROSOFT)
+    _rewrite(model, nodes, replaced, removed)
+    _drop_unread_dequantizations(model)
+    return len(replaced)
+
+
+def _rewrite(model: onnx.ModelProto, nodes: list[onnx.NodeProto], replaced: dict[int, onnx.NodeProto], removed: set[int]) -> None:
+    """Put ``replaced`` nodes at their indices and drop ``removed`` ones, keeping topological order."""
+    if not replaced and not removed:
+        return
+    kept = [replaced.get(i, node) for i, node in enumerate(nodes) if i not in removed]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    if any(node.domain == MICROSOFT for node in kept) and not any(op.domain == MICROSOFT for op in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(MICROSOFT, 1))
+
+
+def _drop_unread_dequantizations(model: onnx.ModelProto) -> None:
+    """Remove ``DequantizeLinear`` nodes nobody reads any more, then initializers nobody reads."""
+    read = {name for node in model.graph.node for name in node.input} | {value.name for value in model.graph.output}
+    kept = [n for n in model.graph.node if n.op_type != "DequantizeLinear" or n.output[0] in read]
+    if len(kept) != len(model.graph.node):
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+    _drop_unused_initializers(model)
+
+
+def _drop_unused_initializers(model: onnx.ModelProto) -> None:
+    read = {name for node in model.graph.node for name in node.input}
+    unused = [tensor for tensor in model.graph.initializer if tensor.name not in read]
+    for tensor in unused:
+        model.graph.initializer.remove(tensor)
+
+
+def lower_for_cpu(model: onnx.ModelProto) -> dict[str, int]:
+    """All three lowerings, in place, on a quantized graph; how many nodes each changed."""
+    if not is_quantized(model):
+        return {}
+    return {
+        "unsigned_activations": unsigned_activations(model),
+        "gelu": fuse_erf_gelu(model),
+        "matmul_integer_to_float": integer_matmuls(model),
+    }
+
+
+def cpu_model(path: Path) -> str | bytes:
+    """What to give ``onnxruntime.InferenceSession`` for the graph at ``path``: the path itself for a
+    float graph, else the lowered graph's bytes (external data read in)."""
+    model = onnx.load(str(path), load_external_data=False)
+    if not is_quantized(model):
+        return str(path)
+    onnx.load_external_data_for_model(model, str(Path(path).parent))
+    lower_for_cpu(model)
+    if model.ByteSize() >= PROTOBUF_LIMIT:
+        return str(path)  # too large to hand over in memory: ONNX Runtime's own fusions only
+    return model.SerializeToString()

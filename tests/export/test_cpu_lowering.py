@@ -1,0 +1,154 @@
+"""The in-memory lowering of Q/DQ graphs for ONNX Runtime's x86 kernels: same results, fused kernels,
+the file on disk untouched."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.quantization.calibrate import save_tensors_data
+from torch import nn
+
+from medkd.export.cpu_lowering import cpu_model, fuse_erf_gelu, integer_matmuls, lower_for_cpu, unsigned_activations
+from medkd.export.runtime import cpu_options, cpu_session
+from medkd.quantize.backends import ort_quantize
+from medkd.quantize.calibration import activation_ranges
+from medkd.quantize.fusion import unfused_nodes
+from medkd.quantize.nodes import calibrated_nodes, quantizable_nodes
+from medkd.quantize.recipe import Recipe
+from medkd.quantize.symmetry import require_symmetric
+
+
+class ConvBlock(nn.Module):
+    """An MBConv-like block, its output flattened to tokens and projected: what TinyViT exports."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(32, 64, 1)
+        self.act = nn.GELU()
+        self.dw = nn.Conv2d(64, 64, 3, padding=1, groups=64)
+        self.conv2 = nn.Conv2d(64, 32, 1)
+        self.proj = nn.Linear(32, 48)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv2(self.act(self.dw(self.act(self.conv1(x)))))
+        return self.proj(x.flatten(2).transpose(1, 2))
+
+
+def _plain_session(path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), cpu_options(1), providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def block_graphs(tmp_path_factory):
+    """The block exported (opset 17, as ``medkd export onnx``) and quantized with the default recipe."""
+    directory = tmp_path_factory.mktemp("lowering")
+    torch.manual_seed(0)
+    fp32 = directory / "fp32.onnx"
+    torch.onnx.export(ConvBlock().eval(), (torch.randn(1, 32, 12, 12),), str(fp32), dynamo=False, opset_version=17, input_names=["x"], output_names=["y"])
+    rng = np.random.default_rng(0)
+    feeds = [{"x": rng.standard_normal((1, 32, 12, 12)).astype(np.float32)} for _ in range(4)]
+    model = onnx.load(str(fp32))
+    nodes = quantizable_nodes(model, Recipe())
+    ranges = directory / "ranges.json"
+    save_tensors_data(activation_ranges(fp32, feeds, calibrated_nodes(model, Recipe()), "minmax"), ranges)
+    int8 = directory / "int8.onnx"
+    ort_quantize(fp32, int8, nodes, Recipe(), ranges, feeds)
+    return fp32, int8, nodes, feeds
+
+
+def test_the_recipe_quantizes_every_convolution_of_the_block_and_the_projection(block_graphs):
+    _, _, nodes, _ = block_graphs
+    assert sorted(n.split("/")[1] for n in nodes) == ["conv1", "conv2", "dw", "proj"]
+
+
+def test_lowering_counts_and_same_outputs(block_graphs):
+    _, int8, _, feeds = block_graphs
+    counts = lower_for_cpu(onnx.load(str(int8)))
+    # the image, the three convolutions, the two GELUs and the projection input are quantized
+    assert counts == {"unsigned_activations": 7, "gelu": 2, "matmul_integer_to_float": 1}
+    plain, lowered = _plain_session(int8), cpu_session(int8, 1)
+    for feed in feeds:
+        expected, got = plain.run(None, feed)[0], lowered.run(None, feed)[0]
+        # Integer convolutions requantize their outputs where the plain graph (int8 activations are not
+        # fused on x86) computes them in float: a rounding step apart at most.
+        assert np.linalg.norm(got - expected) / np.linalg.norm(expected) < 0.02
+
+
+def test_lowered_graph_runs_every_convolution_as_an_integer_kernel(block_graphs):
+    _, int8, nodes, _ = block_graphs
+    assert unfused_nodes(int8, nodes) == []
+
+
+def test_the_file_on_disk_keeps_its_symmetric_int8_form(block_graphs):
+    _, int8, _, _ = block_graphs
+    before = hashlib.sha256(int8.read_bytes()).hexdigest()
+    cpu_session(int8, 1)
+    assert hashlib.sha256(int8.read_bytes()).hexdigest() == before
+    require_symmetric(int8)
+
+
+def test_float_graphs_are_not_lowered(block_graphs):
+    fp32, _, _, _ = block_graphs
+    assert cpu_model(fp32) == str(fp32)
+    assert lower_for_cpu(onnx.load(str(fp32))) == {}
+
+
+def test_gelu_fusion_is_exact_on_the_float_graph(block_graphs):
+    fp32, _, _, feeds = block_graphs
+    model = onnx.load(str(fp32))
+    assert fuse_erf_gelu(model) == 2
+    assert not any(node.op_type == "Erf" for node in model.graph.node)
+    fused = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = _plain_session(fp32).run(None, feeds[0])[0]
+    np.testing.assert_allclose(fused.run(None, feeds[0])[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def _pair_graph(zero_point: np.ndarray) -> onnx.ModelProto:
+    """x -> Q -> DQ -> Relu, with a weight DQ beside it that must stay int8."""
+    inits = [
+        numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+        numpy_helper.from_array(zero_point, "z"),
+        numpy_helper.from_array(np.array([[3, -7]], np.int8), "w"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+        helper.make_node("Relu", ["xd"], ["y"]),
+        helper.make_node("DequantizeLinear", ["w", "s"], ["wd"]),
+    ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 2]), helper.make_tensor_value_info("wd", TensorProto.FLOAT, [1, 2])]
+    graph = helper.make_graph(nodes, "pair", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 2])], outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_unsigned_activations_are_the_same_values_bit_for_bit():
+    model = _pair_graph(np.array(0, np.int8))
+    x = np.linspace(-9.0, 9.0, 8, dtype=np.float32).reshape(4, 2)  # beyond the int8 range on both sides
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert unsigned_activations(model) == 1
+    zero_points = {t.name: t.data_type for t in model.graph.initializer}
+    assert zero_points["z_uint8"] == TensorProto.UINT8 and model.graph.node[3].input == ["w", "s"]
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+
+
+def test_asymmetric_pairs_are_left_alone():
+    model = _pair_graph(np.array(3, np.int8))
+    assert unsigned_activations(model) == 0
+
+
+def test_integer_matmul_folds_its_bias(block_graphs):
+    _, int8, _, _ = block_graphs
+    model = onnx.load(str(int8))
+    unsigned_activations(model)
+    assert integer_matmuls(model) == 1
+    (node,) = [n for n in model.graph.node if n.op_type == "MatMulIntegerToFloat"]
+    assert len(node.input) == 7 and not any(n.op_type == "MatMul" for n in model.graph.node)
+    assert "/proj/Add" not in {n.name for n in model.graph.node}

@@ -19,16 +19,18 @@ from medkd.export.runtime import cpu_options, cpu_session
 from medkd.quantize.backends import ort_quantize
 from medkd.quantize.calibration import activation_ranges
 from medkd.quantize.fusion import unfused_nodes
-from medkd.quantize.nodes import calibrated_nodes, quantizable_nodes
+from medkd.quantize.nodes import calibrated_nodes, float_by_recipe, quantizable_nodes
 from medkd.quantize.recipe import Recipe
 from medkd.quantize.symmetry import require_symmetric
 
 
 class ConvBlock(nn.Module):
-    """An MBConv-like block, its output flattened to tokens and projected: what TinyViT exports."""
+    """An image stem, an MBConv-like block, its output flattened to tokens and projected: what TinyViT
+    exports."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.stem = nn.Conv2d(3, 32, 3, padding=1)
         self.conv1 = nn.Conv2d(32, 64, 1)
         self.act = nn.GELU()
         self.dw = nn.Conv2d(64, 64, 3, padding=1, groups=64)
@@ -36,7 +38,7 @@ class ConvBlock(nn.Module):
         self.proj = nn.Linear(32, 48)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv2(self.act(self.dw(self.act(self.conv1(x)))))
+        x = self.conv2(self.act(self.dw(self.act(self.conv1(self.stem(x))))))
         return self.proj(x.flatten(2).transpose(1, 2))
 
 
@@ -50,9 +52,9 @@ def block_graphs(tmp_path_factory):
     directory = tmp_path_factory.mktemp("lowering")
     torch.manual_seed(0)
     fp32 = directory / "fp32.onnx"
-    torch.onnx.export(ConvBlock().eval(), (torch.randn(1, 32, 12, 12),), str(fp32), dynamo=False, opset_version=17, input_names=["x"], output_names=["y"])
+    torch.onnx.export(ConvBlock().eval(), (torch.randn(1, 3, 12, 12),), str(fp32), dynamo=False, opset_version=17, input_names=["x"], output_names=["y"])
     rng = np.random.default_rng(0)
-    feeds = [{"x": rng.standard_normal((1, 32, 12, 12)).astype(np.float32)} for _ in range(4)]
+    feeds = [{"x": rng.standard_normal((1, 3, 12, 12)).astype(np.float32)} for _ in range(4)]
     model = onnx.load(str(fp32))
     nodes = quantizable_nodes(model, Recipe())
     ranges = directory / "ranges.json"
@@ -63,14 +65,15 @@ def block_graphs(tmp_path_factory):
 
 
 def test_the_recipe_quantizes_every_convolution_of_the_block_and_the_projection(block_graphs):
-    _, _, nodes, _ = block_graphs
-    assert sorted(n.split("/")[1] for n in nodes) == ["conv1", "conv2", "dw", "proj"]
+    fp32, _, nodes, _ = block_graphs
+    assert sorted(n.split("/")[1] for n in nodes) == ["conv1", "conv2", "dw", "proj"]  # not the stem
+    assert float_by_recipe(onnx.load(str(fp32)), Recipe())["Conv on the model's input (the image stem)"] == 1
 
 
 def test_lowering_counts_and_same_outputs(block_graphs):
     _, int8, _, feeds = block_graphs
     counts = lower_for_cpu(onnx.load(str(int8)))
-    # the image, the three convolutions, the two GELUs and the projection input are quantized
+    # the stem's output, the three convolutions, the two GELUs and the projection input are quantized
     assert counts == {"unsigned_activations": 7, "gelu": 2, "matmul_integer_to_float": 1}
     plain, lowered = _plain_session(int8), cpu_session(int8, 1)
     for feed in feeds:

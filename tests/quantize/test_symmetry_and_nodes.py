@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from medkd.quantize.nodes import block_of, quantizable_nodes
+from medkd.quantize.nodes import block_of, calibrated_nodes, float_by_recipe, movement_chains, quantizable_nodes
 from medkd.quantize.recipe import Recipe
 from medkd.quantize.symmetry import qdq_problems, require_symmetric
 from onnx import TensorProto, helper, numpy_helper
@@ -64,6 +64,48 @@ def test_only_weight_products_and_ungrouped_convs_are_candidates():
     model = helper.make_model(graph)
     assert quantizable_nodes(model, Recipe()) == ["/b.0/linear/MatMul"]
     assert quantizable_nodes(model, Recipe(attention_matmuls=True, op_types=("MatMul", "Conv"))) == ["/b.0/linear/MatMul", "/b.0/attn/MatMul"]
+
+
+def _conv_graph() -> onnx.ModelProto:
+    """image -> stem Conv -> dense Conv -> Relu -> depthwise Conv -> Transpose -> Reshape -> MatMul, and a
+    depthwise Conv on a transposed tensor beside it (TinyViT's local convolution)."""
+    inits = [
+        numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "stem"),
+        numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "dense"),
+        numpy_helper.from_array(np.ones((4, 1, 3, 3), np.float32), "dw"),
+        numpy_helper.from_array(np.array([4, 4], np.int64), "shape"),
+        numpy_helper.from_array(np.ones((4, 4), np.float32), "w"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["img", "stem"], ["s"], name="/stem/Conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["s", "dense"], ["d"], name="/b.0/conv1/Conv"),
+        helper.make_node("Relu", ["d"], ["r"], name="/b.0/act/Relu"),
+        helper.make_node("Conv", ["r", "dw"], ["c"], name="/b.0/conv2/Conv", group=4, pads=[1, 1, 1, 1]),
+        helper.make_node("Transpose", ["c"], ["t"], name="/b.0/Transpose", perm=[0, 1, 3, 2]),
+        helper.make_node("Reshape", ["t", "shape"], ["flat"], name="/b.0/Reshape"),
+        helper.make_node("MatMul", ["flat", "w"], ["y"], name="/b.0/proj/MatMul"),
+        helper.make_node("Transpose", ["s"], ["st"], name="/b.1/Transpose", perm=[0, 1, 3, 2]),
+        helper.make_node("Conv", ["st", "dw"], ["z"], name="/b.1/local_conv/Conv", group=4, pads=[1, 1, 1, 1]),
+    ]
+    inputs = [helper.make_tensor_value_info("img", TensorProto.FLOAT, [1, 3, 2, 2])]
+    outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("y", "z")]
+    return helper.make_model(helper.make_graph(nodes, "g", inputs, outputs, inits))
+
+
+def test_convolution_rules_stem_blocks_and_local_convolutions():
+    model = _conv_graph()
+    assert quantizable_nodes(model, Recipe()) == ["/b.0/conv1/Conv", "/b.0/conv2/Conv", "/b.0/proj/MatMul"]
+    assert float_by_recipe(model, Recipe()) == {
+        "Conv on the model's input (the image stem)": 1,
+        "grouped (depthwise) Conv outside a convolution block": 1,
+    }
+
+
+def test_data_movement_in_front_of_a_quantized_node_moves_with_it():
+    model = _conv_graph()
+    chains = movement_chains(model, quantizable_nodes(model, Recipe()))
+    assert chains == {"/b.0/conv1/Conv": [], "/b.0/conv2/Conv": [], "/b.0/proj/MatMul": ["/b.0/Reshape", "/b.0/Transpose"]}
+    assert calibrated_nodes(model, Recipe())[-2:] == ["/b.0/Reshape", "/b.0/Transpose"]
 
 
 def test_recipe_refuses_bad_settings():

@@ -1,11 +1,13 @@
 """INT8 post-training quantization, FP32 against INT8 side by side in ONNX Runtime on this CPU.
 
-    python benchmarks/quantize.py --data runs/stand-in/teacher/data.jsonl \
-        --student runs/stand-in/litemedsam --teacher runs/stand-in/teacher --crop box
+    python benchmarks/quantize.py --data runs/reference-cpu/data.jsonl \
+        --student runs/reference-cpu/litemedsam/student --teacher runs/reference-cpu/teacher --crop box
 
 Each case is exported (``medkd export onnx``) and quantized with ``medkd quantize``'s recipe (symmetric
-int8 Q/DQ, per-channel weights, MatMul / Gemm only, LayerNorm / Softmax / GELU and attention products in
-float); trained models (``--student``, ``--teacher``) with the DSC gate. Zoo models with random weights
+int8 Q/DQ, per-channel weights; MatMul / Gemm with constant weights, dense convolutions but the image
+stem, depthwise ones inside convolution blocks; LayerNorm / Softmax / GELU and attention products in
+float), and both graphs run as ``medkd`` runs them (``cpu_session``: Q/DQ graphs lowered for ONNX
+Runtime's x86 integer kernels, :mod:`medkd.export.cpu_lowering`); trained models (``--student``, ``--teacher``) with the DSC gate. Zoo models with random weights
 (``tinyvit-256``, ``tinyvit`` at 1024 px, ``sam-vit-b``) give the speed and embedding-error mechanics
 only: their DSC means nothing. For reference each case also records ONNX Runtime's ``quantize_static``
 defaults (all operators, asymmetric uint8 activations: what TensorRT cannot take). Encoder latency is

@@ -3,8 +3,9 @@
 A Q/DQ unit that ONNX Runtime fuses (``MatMulIntegerToFloat``, ``QLinearConv``, ...) runs in int8; one it
 cannot fuse runs as it is written: the weights dequantized on every run, then the float operator,
 slower than the FP32 graph (SAM's small decoder matrices and ``Gemm`` heads are like that). The
-optimizer's own output (level ``EXTENDED``, where the Q/DQ fusions live) tells which is which: a
-node that keeps its name and still reads a ``DequantizeLinear`` output was not fused.
+optimizer's own output (level ``EXTENDED``, where the Q/DQ fusions live) on the graph as ``medkd``
+hands it over (lowered: :mod:`medkd.export.cpu_lowering`) tells which is which: a node that keeps its
+name and still reads a ``DequantizeLinear`` output was not fused.
 """
 
 from __future__ import annotations

@@ -124,8 +124,8 @@ def plan(recipe: PipelineRecipe, run: Path, data: str | None) -> list[Stage]:
             if label == "teacher" or label in recipe.students:
                 continue
             output = run / "bench" / f"{label}.json"
-            # ONNX Runtime for FP32 and INT8 alike: a quantized graph may keep everything in float (a
-            # U-Net without MatMul / Gemm under the default recipe), which the ort-int8 backend refuses.
+            # ONNX Runtime for FP32 and INT8 alike: a quantized graph may keep everything in float (when
+            # the DSC gate reverts every block), which the ort-int8 backend refuses.
             options = {"backend": "ort", "out": str(output), **recipe.options("bench")}
             stages.append(_command("bench", f"bench:{label}", [str(model)], options, output, [model]))
     if recipe.enabled("pack") and recipe.enabled("export"):

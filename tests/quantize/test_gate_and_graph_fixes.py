@@ -92,3 +92,25 @@ def test_shape_nodes_read_the_float_tensor_so_ort_can_fuse_the_matmul():
     assert shapes_off_fusions(model) == 1
     assert model.graph.node[2].input[0] == "x" and model.graph.node[3].input[0] == "xd"
     onnx.checker.check_model(model)
+
+
+def test_shape_of_a_quantized_convolution_output_reads_its_dequantized_copy():
+    inits = [
+        numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+        numpy_helper.from_array(np.array(0, np.int8), "z"),
+        numpy_helper.from_array(np.ones((2, 2, 1, 1), np.float32), "w"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="/conv/Conv"),
+        helper.make_node("QuantizeLinear", ["c", "s", "z"], ["cq"]),
+        helper.make_node("DequantizeLinear", ["cq", "s", "z"], ["cd"]),
+        helper.make_node("Shape", ["c"], ["shape"]),
+        helper.make_node("Relu", ["cd"], ["y"]),
+    ]
+    outputs = [helper.make_tensor_value_info("shape", TensorProto.INT64, [4]), helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3, 3])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 3])], outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert shapes_off_fusions(model) == 1
+    assert model.graph.node[3].input[0] == "cd"  # the Conv output now goes to its Q alone
+    assert shapes_off_fusions(model) == 0  # and stays there
+    onnx.checker.check_model(model)

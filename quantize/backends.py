@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from medkd.quantize.calibration import ORT_METHODS, Feed, FeedReader
-from medkd.quantize.nodes import MOVEMENT_OP_TYPES
+from medkd.quantize.nodes import MOVEMENT_OP_TYPES, GraphIndex
 from medkd.quantize.recipe import Recipe
 from onnx import numpy_helper
 
@@ -77,17 +77,14 @@ def shapes_off_fusions(model: onnx.ModelProto) -> int:
       output with a second consumer keeps ``DQ -> Conv -> Q`` from becoming ``QLinearConv`` (TinyViT's
       patch merging, ``x.flatten(2)`` after its last convolution).
     """
-    producers = {output: node for node in model.graph.node for output in node.output}
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+    graph = GraphIndex(model)
+    producers = graph.producers
 
     def dequantized(value: str) -> str | None:
         """The output of a Q -> DQ pair on ``value``, if the value is quantized."""
-        for quantize in readers.get(value, []):
+        for quantize in graph.readers.get(value, []):
             if quantize.op_type == "QuantizeLinear":
-                for dequantize in readers.get(quantize.output[0], []):
+                for dequantize in graph.readers.get(quantize.output[0], []):
                     if dequantize.op_type == "DequantizeLinear":
                         return dequantize.output[0]
         return None

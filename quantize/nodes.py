@@ -39,7 +39,10 @@ class GraphIndex:
     def __init__(self, model: onnx.ModelProto) -> None:
         self.constants = {t.name for t in model.graph.initializer} | {node.output[0] for node in model.graph.node if node.op_type == "Constant"}
         self.producers = {output: node for node in model.graph.node for output in node.output}
-        self.readers: Counter[str] = Counter(name for node in model.graph.node for name in node.input)
+        self.readers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+        for node in model.graph.node:
+            for name in node.input:
+                self.readers[name].append(node)
         self.inputs = {value.name for value in model.graph.input}
 
 
@@ -124,7 +127,7 @@ def movement_chains(model: onnx.ModelProto, names: list[str]) -> dict[str, list[
     chains: dict[str, list[str]] = {}
     for name in names:
         chain, value = [], nodes[name].input[0]
-        while (producer := graph.producers.get(value)) is not None and producer.op_type in MOVEMENT_OP_TYPES and graph.readers[value] == 1:
+        while (producer := graph.producers.get(value)) is not None and producer.op_type in MOVEMENT_OP_TYPES and len(graph.readers[value]) == 1:
             chain.append(producer.name)
             value = producer.input[0]
         chains[name] = chain

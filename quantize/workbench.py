@@ -18,7 +18,13 @@ from medkd.export.layout import EXPORT_KIND
 from medkd.quantize.backends import nncf_quantize, ort_quantize
 from medkd.quantize.calibration import Feed, activation_ranges
 from medkd.quantize.fusion import unfused_nodes
-from medkd.quantize.nodes import block_of, blocks, calibrated_nodes, movement_chains, quantizable_nodes
+from medkd.quantize.nodes import (
+    block_of,
+    blocks,
+    calibrated_nodes,
+    movement_chains,
+    quantizable_nodes,
+)
 from medkd.quantize.recipe import Recipe
 from medkd.quantize.symmetry import require_symmetric
 from onnxruntime.quantization.calibrate import (

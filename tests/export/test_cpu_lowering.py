@@ -10,11 +10,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from onnx import TensorProto, helper, numpy_helper
-from onnxruntime.quantization.calibrate import save_tensors_data
-from torch import nn
-
-from medkd.export.cpu_lowering import cpu_model, fuse_erf_gelu, integer_matmuls, lower_for_cpu, unsigned_activations
+from medkd.export.cpu_lowering import (
+    cpu_model,
+    fuse_erf_gelu,
+    integer_matmuls,
+    lower_for_cpu,
+    unsigned_activations,
+)
 from medkd.export.runtime import cpu_options, cpu_session
 from medkd.quantize.backends import ort_quantize
 from medkd.quantize.calibration import activation_ranges
@@ -22,6 +24,9 @@ from medkd.quantize.fusion import unfused_nodes
 from medkd.quantize.nodes import calibrated_nodes, float_by_recipe, quantizable_nodes
 from medkd.quantize.recipe import Recipe
 from medkd.quantize.symmetry import require_symmetric
+from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.quantization.calibrate import save_tensors_data
+from torch import nn
 
 
 class ConvBlock(nn.Module):

@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from medkd.artifacts import atomic_write_json, read_manifest, software_versions  # noqa: E402
 from medkd.data import ArrayCache, RowLoader, default_cache_dir, load_manifest  # noqa: E402
-from medkd.evaluation import Prompts, Segmenter, evaluate, load_segmenter  # noqa: E402
+from medkd.evaluation import evaluate  # noqa: E402
+from medkd.runtime import Prompts, Segmenter, load_segmenter  # noqa: E402
 from medkd.zoo import get_spec, profile_model  # noqa: E402
 from medkd.zoo.artifact import artifact_model_ref  # noqa: E402
 

@@ -39,7 +39,7 @@ from medkd.bench.tables import markdown_table, ms  # noqa: E402
 from medkd.bench.timing import Workload  # noqa: E402
 from medkd.data import build_manifest, load_manifest, normalize_intensity, plan_geometry, read_image, save_manifest, to_rgb  # noqa: E402
 from medkd.data.manifest import ManifestRow  # noqa: E402
-from medkd.evaluation import Prompts, Segmenter, load_segmenter  # noqa: E402
+from medkd.runtime import Prompts, Segmenter, load_segmenter  # noqa: E402
 from medkd.zoo import WEIGHTS_FILE  # noqa: E402
 
 DISTILLED = Path("runs") / "stand-in" / "litemedsam"
@@ -160,8 +160,8 @@ def open_model(source: str, threads: int, device: str) -> tuple[Any, str, str]:
     """A segmenter for ``source`` with its backend and precision; ONNX Runtime gets ``threads``."""
     path = Path(source)
     if _is_export(source):
-        from medkd.export.engines import has_qdq
-        from medkd.export.runtime import OnnxSegmenter
+        from medkd.runtime.cpu_lowering import has_qdq
+        from medkd.runtime.onnx_runtime import OnnxSegmenter
 
         segmenter = OnnxSegmenter(path, threads)
         graphs = segmenter.layout["graphs"]
@@ -175,7 +175,7 @@ def open_model(source: str, threads: int, device: str) -> tuple[Any, str, str]:
 
 def check_against_segment(segmenter: Any, row: ManifestRow, path: Path, mask: np.ndarray) -> bool:
     """Whether ``medkd segment``'s functions give the same mask for ``row``."""
-    from medkd.export.segment import load_slice, segment_image
+    from medkd.runtime.segment import load_slice, segment_image
 
     rgb = load_slice(path, row.modality, None)
     return bool(np.array_equal(segment_image(segmenter, rgb, np.array(row.box, float), None, None), mask))

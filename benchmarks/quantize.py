@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from medkd.export.runtime import cpu_session  # noqa: E402
+from medkd.runtime.onnx_runtime import cpu_session  # noqa: E402
 from medkd.quantize.calibration import FeedReader  # noqa: E402
 from medkd.quantize.measure import output_error, side_by_side_latency  # noqa: E402
 
@@ -120,7 +120,7 @@ def run_case(label: str, source: str, trained: bool, args: argparse.Namespace, w
 
 
 def _image_feeds(export_dir: Path, args: argparse.Namespace, count: int) -> list[dict]:
-    from medkd.export.layout import read_layout
+    from medkd.runtime.layout import read_layout
     from medkd.quantize.calibration import model_inputs, spread_rows
 
     from medkd.data import ArrayCache, RowLoader, default_cache_dir, load_manifest

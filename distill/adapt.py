@@ -29,7 +29,8 @@ from medkd.artifacts import MANIFEST_NAME, ArtifactInput, read_manifest, sha256_
 from medkd.data import ObjectDataset, RowLoader, load_manifest
 from medkd.data.cache import ArrayCache, default_cache_dir
 from medkd.errors import BadInput
-from medkd.evaluation import Segmenter, evaluate
+from medkd.evaluation import evaluate
+from medkd.runtime import Segmenter
 from medkd.zoo import create_model, get_spec, save_model_artifact
 from medkd.zoo.adapters import add_adapters
 

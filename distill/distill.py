@@ -47,7 +47,8 @@ from medkd.data import ObjectDataset, RowLoader, load_manifest
 from medkd.data.cache import ArrayCache, default_cache_dir
 from medkd.data.manifest import ManifestRow
 from medkd.errors import BadInput
-from medkd.evaluation import Segmenter, evaluate
+from medkd.evaluation import evaluate
+from medkd.runtime import Segmenter
 from medkd.zoo import create_model, get_spec, load_model, save_model_artifact
 from medkd.zoo.artifact import artifact_model_ref
 

@@ -12,11 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from medkd.export.graphs import ImageEncoder, LowResDecoder, UNetGraph, traceable
-from medkd.export.layout import base_layout
-from medkd.export.runtime import ExportedSegmenter
+from medkd.runtime.aoti import LAYOUT_KEY, PACKAGE_FILE, AotiSegmenter
+from medkd.runtime.layout import base_layout
 from medkd.export.source import load_source
 from medkd.export.validate import (
     MAX_LOGIT_DIFF,
@@ -26,7 +25,7 @@ from medkd.export.validate import (
     validate_export,
 )
 from torch import nn
-from torch._inductor.package import load_package, package_aoti
+from torch._inductor.package import package_aoti
 
 from medkd.artifacts import (
     ArtifactInput,
@@ -39,7 +38,6 @@ from medkd.artifacts import (
 from medkd.data import ArrayCache, RowLoader, load_manifest
 from medkd.errors import BadInput, MedkdError
 
-LAYOUT_KEY = "medkd_layout"
 
 
 def _graphs(family: str, module: nn.Module, size: int, grid: int | None) -> dict[str, tuple[nn.Module, tuple, dict]]:
@@ -82,42 +80,9 @@ def export_aoti(module: nn.Module, layout: dict[str, Any], path: Path, device: s
     return list(compiled)
 
 
-class AotiSegmenter(ExportedSegmenter):
-    """A ``.pt2`` package made by :func:`export_aoti`, run through the ``Segmenter`` contract."""
-
-    def __init__(self, path: str | Path) -> None:
-        first = load_package(str(path), model_name="unet" if _has_model(path, "unet") else "encoder")
-        super().__init__(json.loads(first.get_metadata()[LAYOUT_KEY]), str(path))
-        self.device = torch.device(self.layout["device"])
-        names = ("unet",) if self.family == "unet" else ("encoder", "decoder")
-        self.models = {name: load_package(str(path), model_name=name) for name in names}
-
-    def _run(self, name: str, *arrays: np.ndarray) -> list[np.ndarray]:
-        outputs = self.models[name]([torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in arrays])
-        if isinstance(outputs, torch.Tensor):
-            outputs = [outputs]
-        return [o.detach().cpu().clone().numpy() for o in outputs]  # outputs may alias reused buffers
-
-    def encode(self, images: np.ndarray) -> np.ndarray:
-        return np.concatenate([self._run("encoder", image[None])[0] for image in images])
-
-    def decode(self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        masks, scores = self._run("decoder", embedding, coords, labels)
-        return masks, scores
-
-    def unet(self, inputs: np.ndarray) -> np.ndarray:
-        return self._run("unet", inputs)[0]
-
-
-def _has_model(path: str | Path, name: str) -> bool:
-    import zipfile
-
-    with zipfile.ZipFile(path) as archive:
-        return any(f"/aotinductor/{name}/" in entry or entry.startswith(f"aotinductor/{name}/") for entry in archive.namelist())
 
 
 AOTI_KIND = "aoti"
-PACKAGE_FILE = "model.pt2"
 
 
 def export_aoti_artifact(reference: str, out: Path, data: Path, samples: int = 2, split: str | None = "test", checkpoint: str | None = None, device: str = "cpu") -> Manifest:

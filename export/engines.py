@@ -11,8 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import onnx
-from medkd.export.layout import read_layout
+from medkd.runtime.cpu_lowering import has_qdq
+from medkd.runtime.layout import read_layout
 from medkd.export.trt_profiles import EngineOptions, trtexec_command
 
 from medkd.artifacts import Manifest, as_input, hash_files, write_manifest
@@ -23,11 +23,6 @@ ENGINES_KIND = "engines"
 
 def engine_graphs(layout: dict[str, Any]) -> tuple[str, ...]:
     return ("unet",) if layout["model"]["family"] == "unet" else ("encoder", "decoder_trt")
-
-
-def has_qdq(path: Path) -> bool:
-    model = onnx.load(str(path), load_external_data=False)
-    return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node)
 
 
 def plan_builds(export_dir: Path, out: Path, options: EngineOptions, overrides: dict[str, Path]) -> list[tuple[str, Path, Path, EngineOptions, bool]]:
@@ -54,7 +49,8 @@ def trtexec_lines(export_dir: Path, out: Path, options: EngineOptions, overrides
 
 def build_engines(export_dir: Path, out: Path, options: EngineOptions, overrides: dict[str, Path]) -> Manifest:
     """Build every engine into ``out`` and write its manifest (last)."""
-    from medkd.export.tensorrt_build import build_engine, import_tensorrt
+    from medkd.export.tensorrt_build import build_engine
+    from medkd.runtime.tensorrt import import_tensorrt
 
     import_tensorrt()
     builds = plan_builds(export_dir, out, options, overrides)

@@ -26,8 +26,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from mobile_sam.modeling.tiny_vit_sam import PatchMerging
 
-NO_POINT = -1
-BOX_LABELS = (2, 3)
 
 
 def set_gelu_approximate(model: nn.Module) -> int:

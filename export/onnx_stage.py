@@ -24,9 +24,9 @@ from medkd.export.graphs import (
     set_gelu_approximate,
     traceable,
 )
-from medkd.export.layout import EXPORT_KIND, base_layout, graph_entry
+from medkd.runtime.layout import EXPORT_KIND, base_layout, graph_entry
 from medkd.export.onnx_graph import GraphIO, check_opset, export_onnx
-from medkd.export.runtime import OnnxSegmenter
+from medkd.runtime.onnx_runtime import OnnxSegmenter
 from medkd.export.source import load_source
 from medkd.export.validate import failures, sample_rows, validate_export
 from torch import nn

@@ -10,7 +10,7 @@ from torch import nn
 
 from medkd.artifacts import ArtifactInput, as_input, sha256_file
 from medkd.errors import BadInput
-from medkd.evaluation.segmenter import Segmenter, load_segmenter
+from medkd.runtime.segmenter import Segmenter, load_segmenter
 from medkd.zoo import get_spec
 from medkd.zoo.artifact import artifact_model_ref
 

@@ -10,28 +10,17 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from medkd.export.trt_profiles import FP32_LAYER_KINDS, EngineOptions
+from medkd.runtime.tensorrt import device_info, import_tensorrt
 
 from medkd.artifacts import atomic_write_bytes
 from medkd.errors import BadInput, MedkdError
 
 HARDWARE_LEVELS = {"none": "NONE", "ampere+": "AMPERE_PLUS", "same-compute-capability": "SAME_COMPUTE_CAPABILITY"}
-
-
-def import_tensorrt() -> ModuleType:
-    """``tensorrt``, or ``BadInput`` saying how to get it."""
-    try:
-        return importlib.import_module("tensorrt")
-    except ImportError as exc:
-        raise BadInput(
-            f"TensorRT is not installed here ({exc}); install medkd[tensorrt] on a GPU host or Jetson, "
-            "or use --print-trtexec for the equivalent trtexec commands"
-        ) from exc
 
 
 def _major(trt: ModuleType) -> int:
@@ -49,16 +38,6 @@ def _keep_fp32(trt: ModuleType, network: Any) -> int:
                 layer.set_output_type(output, trt.float32)
             kept += 1
     return kept
-
-
-def device_info() -> dict[str, Any]:
-    """CUDA version, GPU name and compute capability (what the engine is tied to)."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return {"cuda": torch.version.cuda, "gpu": None, "compute_capability": None}
-    major, minor = torch.cuda.get_device_capability()
-    return {"cuda": torch.version.cuda, "gpu": torch.cuda.get_device_name(), "compute_capability": f"{major}.{minor}"}
 
 
 def build_engine(onnx_path: Path, engine_path: Path, options: EngineOptions, qdq: bool) -> dict[str, Any]:

@@ -17,14 +17,16 @@ from typing import Any
 import numpy as np
 import torch
 from medkd.export.graphs import LowResDecoder
-from medkd.export.prompts import pad_points, prompt_points, select_masks
-from medkd.export.runtime import ExportedSegmenter, OnnxSegmenter, cpu_session
+from medkd.runtime.prompts import pad_points, prompt_points, select_masks
+from medkd.runtime.exported import ExportedSegmenter
+from medkd.runtime.onnx_runtime import OnnxSegmenter, cpu_session
 
 from medkd.data.geometry import plan_geometry
 from medkd.data.loading import RowLoader
 from medkd.data.manifest import DataManifest, ManifestRow
 from medkd.data.prompts import centre_point
-from medkd.evaluation.segmenter import Prompts, Segmenter
+from medkd.runtime.prompts import Prompts
+from medkd.runtime.segmenter import Segmenter
 from medkd.metrics import overlap
 
 MAX_LOGIT_DIFF = 1e-3

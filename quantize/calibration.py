@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-from medkd.export.prompts import pad_points, prompt_points
-from medkd.export.runtime import decoder_feeds
+from medkd.runtime.prompts import pad_points, prompt_points
+from medkd.runtime.onnx_runtime import decoder_feeds
 from medkd.quantize.recipe import QUANTIZABLE_OP_TYPES
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
 from onnxruntime.quantization.calibrate import (
@@ -37,7 +37,7 @@ from medkd.data.geometry import CropMode, plan_geometry
 from medkd.data.loading import RowLoader
 from medkd.data.manifest import DataManifest, ManifestRow
 from medkd.data.progress import track
-from medkd.evaluation.segmenter import Prompts
+from medkd.runtime.prompts import Prompts
 
 Feed = dict[str, np.ndarray]
 ORT_METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import onnx
 import onnxruntime as ort
-from medkd.export.cpu_lowering import cpu_model
+from medkd.runtime.cpu_lowering import cpu_model
 
 
 def unfused_nodes(path: Path, names: list[str]) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from medkd.export.runtime import cpu_session
+from medkd.runtime.onnx_runtime import cpu_session
 from medkd.quantize.calibration import Objects
 from medkd.quantize.measure import MAIN_OUTPUT, output_error, segmentation_scores
 from medkd.quantize.options import QuantizeOptions

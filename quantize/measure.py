@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from medkd.export.runtime import OnnxSegmenter, cpu_session
+from medkd.runtime.onnx_runtime import OnnxSegmenter, cpu_session
 from medkd.quantize.calibration import Feed
 
 from medkd.data.geometry import CropMode

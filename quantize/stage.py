@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import onnx
-from medkd.export.layout import EXPORT_KIND, graph_entry, read_layout
-from medkd.export.runtime import cpu_session
+from medkd.runtime.layout import EXPORT_KIND, graph_entry, read_layout
+from medkd.runtime.onnx_runtime import cpu_session
 from medkd.quantize.calibration import (
     Objects,
     amax,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import onnx
-from medkd.export.layout import EXPORT_KIND
+from medkd.runtime.layout import EXPORT_KIND
 from medkd.quantize.backends import nncf_quantize, ort_quantize
 from medkd.quantize.calibration import Feed, activation_ranges
 from medkd.quantize.fusion import unfused_nodes

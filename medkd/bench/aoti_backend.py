@@ -16,7 +16,7 @@ from medkd.bench.inputs import box_prompts, random_array
 from medkd.bench.subject import Subject, artifact_id, select_graphs
 from medkd.bench.timing import Workload
 from medkd.errors import BadInput
-from medkd.export.aoti import PACKAGE_FILE, AotiSegmenter
+from medkd.runtime.aoti import PACKAGE_FILE, AotiSegmenter
 
 EMBEDDING_CHANNELS = 256
 

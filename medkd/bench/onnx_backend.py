@@ -16,9 +16,9 @@ from medkd.bench.inputs import onnx_feeds
 from medkd.bench.subject import Subject, artifact_id, select_graphs
 from medkd.bench.timing import Workload
 from medkd.errors import BadInput
-from medkd.export.engines import has_qdq
-from medkd.export.layout import EXPORT_KIND
-from medkd.export.runtime import cpu_session
+from medkd.runtime.cpu_lowering import has_qdq
+from medkd.runtime.layout import EXPORT_KIND
+from medkd.runtime.onnx_runtime import cpu_session
 
 ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool"}
 RUNTIME_GRAPHS = {"sam": ("encoder", "decoder"), "unet": ("unet",)}

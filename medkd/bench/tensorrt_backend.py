@@ -20,7 +20,7 @@ from medkd.bench.subject import Subject, artifact_id, select_graphs
 from medkd.bench.timing import Workload
 from medkd.errors import BadInput
 from medkd.export.engines import ENGINES_KIND
-from medkd.export.tensorrt_build import import_tensorrt
+from medkd.runtime.tensorrt import import_tensorrt
 
 ENGINE_SUFFIXES = (".plan", ".engine")
 _PRECISION_IN_NAME = re.compile(r"\.(fp32|fp16|int8|best)\.(?:plan|engine)$")

@@ -16,7 +16,7 @@ from typing import Literal
 
 from medkd.bundle.device import DeviceProfile
 from medkd.bundle.schema import EngineSpec, GraphSpec, Variant
-from medkd.export.runtime import cpu_session
+from medkd.runtime.onnx_runtime import cpu_session
 
 Status = Literal["pass", "fail", "skip"]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import onnxruntime
 
-from medkd.export.tensorrt_build import device_info
+from medkd.runtime.tensorrt import device_info
 
 
 @dataclass(frozen=True)

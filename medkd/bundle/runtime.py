@@ -21,7 +21,8 @@ from medkd.bundle.schema import BundleManifest, Variant
 from medkd.bundle.unpack import safe_unpack
 from medkd.bundle.verify import inspect_unpacked
 from medkd.errors import BadInput
-from medkd.export.runtime import ExportedSegmenter, OnnxSegmenter
+from medkd.runtime.exported import ExportedSegmenter
+from medkd.runtime.onnx_runtime import OnnxSegmenter
 
 
 def default_variant(manifest: BundleManifest, device: DeviceProfile) -> Variant:
@@ -45,7 +46,7 @@ def open_variant(root: Path, variant: Variant) -> ExportedSegmenter:
     if kind != expected:
         raise BadInput(f"variant {variant.name} holds a '{kind}' artifact, not '{expected}': bundles run only ONNX and TensorRT engines")
     if variant.format == "tensorrt":
-        from medkd.export.tensorrt_runtime import TensorRTSegmenter
+        from medkd.runtime.tensorrt import TensorRTSegmenter
 
         return TensorRTSegmenter(directory)
     return OnnxSegmenter(directory)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 
 import typer
 from rich.console import Console
@@ -27,6 +28,7 @@ from medkd.cli.pipeline import demo_command, pipeline_command
 from medkd.cli.quantize import quantize_command
 from medkd.cli.report import report_command
 from medkd.cli.segment import segment_command
+from medkd.data.preprocessing import PreprocessingWarning
 from medkd.errors import BadInput, MedkdError
 
 app = typer.Typer(
@@ -81,11 +83,22 @@ def _fail(message: str, code: int, exc: BaseException | None = None) -> int:
     return code
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """medkd's own warnings as one ``warning:`` line; others as Python prints them."""
+    if issubclass(category, PreprocessingWarning):
+        _stderr.print(f"[bold yellow]warning:[/] {message}", soft_wrap=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` and return its exit code (used by ``main`` and by tests)."""
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=argv, prog_name="medkd", standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", PreprocessingWarning)
+            warnings.showwarning = _show_warning
+            result = command.main(args=argv, prog_name="medkd", standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:

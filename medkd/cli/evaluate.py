@@ -11,16 +11,10 @@ from medkd.artifacts import sha256_file
 from medkd.cli.output import stdout_console
 from medkd.data import ArrayCache, RowLoader, default_cache_dir, load_manifest
 from medkd.data.datasets import PROMPTS
-from medkd.data.geometry import CROP_MODES
 from medkd.data.manifest import ManifestRow
 from medkd.errors import BadInput
-from medkd.evaluation import (
-    build_report,
-    evaluate,
-    load_segmenter,
-    summary_table,
-    write_report,
-)
+from medkd.evaluation import build_report, evaluate, summary_table, write_report
+from medkd.runtime import load_segmenter
 
 
 def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
@@ -44,7 +38,9 @@ def eval_command(
     data: Path = typer.Option(..., "--data", "-d", help="Data manifest made by 'medkd data index'."),
     split: str = typer.Option("test", help="train, val or test."),
     prompt: str = typer.Option("box", help="box (ground-truth box) or point (object centre)."),
-    crop: str = typer.Option("none", help="none (whole image) or box (window of 2x the box, at least 64 px)."),
+    crop: str = typer.Option(
+        None, help="Override the crop the model was trained with: none (whole image) or box (window of 2x the box, at least 64 px)."
+    ),
     against: str = typer.Option(None, "--against", help="Teacher (zoo name or artifact) to measure mask agreement with."),
     checkpoint: str = typer.Option(None, help="Weights for a zoo-name --model."),
     teacher_checkpoint: str = typer.Option(None, help="Weights for a zoo-name --against."),
@@ -58,7 +54,6 @@ def eval_command(
 ) -> None:
     """Evaluate a model on a manifest split: metrics JSON plus a table per dataset and modality."""
     _choice(prompt, PROMPTS, "--prompt")
-    _choice(crop, CROP_MODES, "--crop")
     manifest = load_manifest(data, data_root)
     rows = manifest.select(split, dataset or None)
     if limit is not None:
@@ -82,10 +77,11 @@ def eval_command(
         "datasets": sorted({r.dataset for r in rows}),
         "limit": limit,
         "prompt": prompt,
-        "crop": crop,
+        "crop": result.preprocessing.crop,
+        "preprocessing": result.preprocessing.to_dict(),
         "device": str(segmenter.device),
     }
     target = out or Path(f"eval-{Path(model).name}-{split}.json")
     write_report(target, build_report(result, config))
-    stdout_console().print(summary_table(result.summary, f"{segmenter.name} on {split} ({prompt} prompts, crop {crop})"))
+    stdout_console().print(summary_table(result.summary, f"{segmenter.name} on {split} ({prompt} prompts, crop {result.preprocessing.crop})"))
     typer.echo(f"wrote {target}")

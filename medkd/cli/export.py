@@ -109,7 +109,7 @@ def check_command(
 ) -> None:
     """Lint an ONNX file for TensorRT's parser on a CPU; exit 1 when it has errors."""
     from medkd.export.check import check_onnx
-    from medkd.export.layout import read_layout
+    from medkd.runtime.layout import read_layout
 
     if not onnx_file.is_file():
         raise BadInput(f"{onnx_file} does not exist")

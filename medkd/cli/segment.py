@@ -22,8 +22,8 @@ def segment_command(
     modality: str = typer.Option("unknown", help="Modality as in the manifest (CT windows Hounsfield units; others clip percentiles)."),
 ) -> None:
     """Segment one object with eval's exact pre- and post-processing and write its mask."""
-    from medkd.evaluation import load_segmenter
-    from medkd.export.segment import (
+    from medkd.runtime import load_segmenter
+    from medkd.runtime.segment import (
         MASK_SUFFIXES,
         load_slice,
         parse_box,

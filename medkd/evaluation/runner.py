@@ -9,19 +9,20 @@ object pixel farthest from its boundary.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import groupby
 
 import numpy as np
 import torch
 
 from medkd.data.datasets import PromptKind
-from medkd.data.geometry import CropMode, plan_geometry
 from medkd.data.loading import RowLoader
 from medkd.data.manifest import ManifestRow
+from medkd.data.preprocessing import Preprocessing
 from medkd.data.progress import track
 from medkd.data.prompts import centre_point
-from medkd.evaluation.segmenter import Prompts, Segmenter
+from medkd.runtime.prompts import Prompts
+from medkd.runtime.segmenter import Segmenter
 from medkd.metrics import AGREEMENT, METRICS, overlap, segmentation_metrics, summarize
 
 
@@ -31,9 +32,10 @@ class EvalResult:
 
     records: list[dict]
     summary: dict
+    preprocessing: Preprocessing
 
 
-def _units(rows: list[ManifestRow], crop: CropMode) -> list[list[ManifestRow]]:
+def _units(rows: list[ManifestRow], crop: str) -> list[list[ManifestRow]]:
     """Groups of rows that share one model input: an image's objects, or each object alone."""
     if crop == "box":
         return [[row] for row in rows]
@@ -51,14 +53,14 @@ def _predict(
     batch: list[list[ManifestRow]],
     loader: RowLoader,
     prompt: PromptKind,
-    crop: CropMode,
+    preprocessing: Preprocessing,
     truths: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
     """Binary masks in original pixels for every row of ``batch``, keyed by row id."""
     inputs, prompts, geometries = [], [], []
     for unit in batch:
         image = loader.image(unit[0])
-        geometry = plan_geometry(image.shape[:2], segmenter.input_size, crop, np.asarray(unit[0].box))
+        geometry = preprocessing.plan(image.shape[:2], np.asarray(unit[0].box))
         inputs.append(geometry.image_to_model(image))
         geometries.append(geometry)
         if prompt == "box":
@@ -79,20 +81,26 @@ def evaluate(
     rows: list[ManifestRow],
     loader: RowLoader,
     prompt: PromptKind = "box",
-    crop: CropMode = "none",
+    crop: str | None = None,
     batch_size: int = 4,
     teacher: Segmenter | None = None,
     progress: bool = True,
 ) -> EvalResult:
-    """Metrics of ``segmenter`` on ``rows`` (and agreement with ``teacher`` when given)."""
-    units = _units(rows, crop)
+    """Metrics of ``segmenter`` on ``rows`` (and agreement with ``teacher`` when given).
+
+    Each model runs with its own preprocessing; ``crop`` overrides the crop ``segmenter`` was trained
+    with (with a warning when it differs), and the teacher runs with the same crop as the student.
+    """
+    preprocessing = segmenter.preprocessing.with_crop(crop, source=segmenter.name)
+    reference_preprocessing = replace(teacher.preprocessing, crop=preprocessing.crop) if teacher else None
+    units = _units(rows, preprocessing.crop)
     records: list[dict] = []
     batches = _batches(units, batch_size)
     total = -(-len(units) // batch_size)
     for batch in track(batches, total, f"evaluating {segmenter.name}", enabled=progress):
         truths = {row.id: loader.mask(row) for unit in batch for row in unit}
-        predicted = _predict(segmenter, batch, loader, prompt, crop, truths)
-        reference = _predict(teacher, batch, loader, prompt, crop, truths) if teacher else None
+        predicted = _predict(segmenter, batch, loader, prompt, preprocessing, truths)
+        reference = _predict(teacher, batch, loader, prompt, reference_preprocessing, truths) if teacher else None
         for row in (row for unit in batch for row in unit):
             record = {
                 "id": row.id,
@@ -108,4 +116,4 @@ def evaluate(
                 record["agreement_dsc"], record["agreement_iou"] = overlap(predicted[row.id], reference[row.id])
             records.append(record)
     metrics = METRICS + (AGREEMENT if teacher else ())
-    return EvalResult(records, summarize(records, metrics=metrics))
+    return EvalResult(records, summarize(records, metrics=metrics), preprocessing)

@@ -17,7 +17,7 @@ from matplotlib.colors import ListedColormap
 from medkd.data import ArrayCache, RowLoader, crop_region
 from medkd.data.geometry import CropMode
 from medkd.data.manifest import DataManifest, ManifestRow
-from medkd.evaluation import load_segmenter
+from medkd.runtime import load_segmenter
 from medkd.evaluation.runner import _predict
 from medkd.metrics import overlap
 from medkd.report.plot import figure_png, plt
@@ -51,7 +51,7 @@ def _is_int8(artifact: Artifact) -> bool:
         return False
     if layout.get("precision") == "int8":
         return True
-    from medkd.export.engines import has_qdq
+    from medkd.runtime.cpu_lowering import has_qdq
 
     return any(has_qdq(artifact.path / entry["file"]) for entry in layout["graphs"].values() if (artifact.path / entry["file"]).is_file())
 
@@ -103,7 +103,7 @@ def build_panels(manifest: DataManifest, columns: list[Column], split: str, per_
     masks: dict[str, dict[str, np.ndarray]] = {}
     for column in columns:
         segmenter = load_segmenter(str(column.artifact.path), device="cpu")
-        masks[column.label] = {row.id: _predict(segmenter, [[row]], loader, "box", crop, {})[row.id] for row in rows}
+        masks[column.label] = {row.id: _predict(segmenter, [[row]], loader, "box", segmenter.preprocessing.with_crop(crop, source=column.label), {})[row.id] for row in rows}
     panels = []
     for row in rows:
         truth = loader.mask(row)

@@ -17,10 +17,11 @@ from medkd.artifacts import (
     read_manifest,
     write_manifest,
 )
+from medkd.data.preprocessing import Preprocessing
 from medkd.errors import BadInput
 from medkd.zoo.adapters import ADAPTERS_FILE, adapter_state, base_state, load_adapters
-from medkd.zoo.checkpoints import load_checkpoint, read_state_dict
-from medkd.zoo.registry import get_spec
+from medkd.zoo.checkpoints import load_checkpoint, packaged_checkpoint, read_state_dict
+from medkd.zoo.registry import get_spec, split_model_ref
 
 WEIGHTS_FILE = "model.pt"
 
@@ -35,14 +36,19 @@ def save_model_artifact(
     config: dict[str, Any] | None = None,
     inputs: list[ArtifactInput] | None = None,
     metrics: dict[str, Any] | None = None,
+    preprocessing: Preprocessing | None = None,
 ) -> Manifest:
     """Write ``model``'s state dict and a manifest (last, atomically) into ``out_dir``.
 
+    ``name`` may carry builder arguments (``tinyvit-256:embedding_grid=64``); they are stored with
+    ``model_kwargs``. ``preprocessing`` is what the model was trained with (``config.preprocessing``).
     A model with adapters is written as its base state dict plus ``adapters.pt`` (see
     ``medkd.zoo.adapters``).
     """
     out = Path(out_dir)
     get_spec(name)
+    name, ref_kwargs = split_model_ref(name)
+    model_kwargs = {**ref_kwargs, **(model_kwargs or {})}
     weights = {WEIGHTS_FILE: base_state(model)}
     encoder = getattr(model, "image_encoder", None)
     if encoder is not None and any(".attn.adapter." in key for key in model.state_dict()):
@@ -52,7 +58,11 @@ def save_model_artifact(
             torch.save(state, tmp)
     manifest = Manifest(
         kind=kind,
-        config={"model": {"name": name, "kwargs": model_kwargs or {}}, **(config or {})},
+        config={
+            "model": {"name": name, "kwargs": model_kwargs},
+            **({"preprocessing": preprocessing.to_dict()} if preprocessing is not None else {}),
+            **(config or {}),
+        },
         inputs=inputs or [],
         files=hash_files(out, list(weights)),
         metrics=metrics or {},
@@ -69,24 +79,37 @@ def artifact_model_ref(directory: str | Path) -> tuple[str, dict[str, Any], Path
     return model["name"], dict(model.get("kwargs", {})), Path(directory) / WEIGHTS_FILE, manifest.files[WEIGHTS_FILE]
 
 
-def create_model(name: str, checkpoint: str | Path | None = None, sha256: str | None = None, **kwargs: Any) -> nn.Module:
-    """Build a zoo model (random init, or ``checkpoint`` loaded strictly) in eval mode.
+def create_model(
+    name: str,
+    checkpoint: str | Path | None = None,
+    sha256: str | None = None,
+    pretrained: bool | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a zoo model in eval mode: random init, ``checkpoint`` loaded strictly, or the packaged weights.
 
-    ``checkpoint`` may be an official state dict or a medkd model artifact directory (whose saved
-    architecture arguments and adapters apply). The SHA-256 is verified when given, or when the file
-    carries the entry's published name and hash.
+    ``name`` may carry builder arguments (``tinyvit-256:embedding_grid=64``). ``checkpoint`` may be an
+    official state dict or a medkd model artifact directory (whose saved architecture arguments and
+    adapters apply). The SHA-256 is verified when given, or when the file carries the entry's
+    published name and hash. An entry whose weights come with an installed package (``litemedsam``)
+    loads them unless ``pretrained=False``.
     """
     spec = get_spec(name)
+    kwargs = {**split_model_ref(name)[1], **kwargs}
     artifact = Path(checkpoint) if checkpoint is not None and Path(checkpoint).is_dir() else None
     if artifact is not None:
         _, saved_kwargs, checkpoint, sha256 = artifact_model_ref(artifact)
         kwargs = {**saved_kwargs, **kwargs}
+    elif checkpoint is None and (spec.packaged if pretrained is None else pretrained):
+        if not spec.packaged:
+            raise BadInput(f"{spec.name} has no packaged weights: pass a checkpoint")
+        checkpoint = packaged_checkpoint(spec.checkpoint)  # type: ignore[arg-type]
     model = spec.build(**kwargs)
     if checkpoint is not None:
         known = spec.checkpoint
         if sha256 is None and known is not None and known.sha256 and Path(checkpoint).name == known.filename:
             sha256 = known.sha256
-        load_checkpoint(model, checkpoint, sha256)
+        load_checkpoint(model, checkpoint, sha256, spec.unused_keys)
     if artifact is not None:
         files = read_manifest(artifact).files
         if ADAPTERS_FILE in files:

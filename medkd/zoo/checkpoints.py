@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import pickle
 import re
 import zipfile
@@ -15,6 +16,7 @@ from torch import nn
 
 from medkd.artifacts import sha256_file
 from medkd.errors import BadInput
+from medkd.zoo.registry import CheckpointInfo
 
 _WRAPPER_KEYS = ("model", "state_dict", "module")
 _DDP_PREFIX = "module."
@@ -119,11 +121,44 @@ def compare_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> S
     return report
 
 
-def load_checkpoint(model: nn.Module, path: str | Path, sha256: str | None = None) -> nn.Module:
-    """Load ``path`` into ``model`` strictly; a mismatch raises ``BadInput`` with a grouped report."""
+def unused_missing(report: StateDictReport, unused_keys: tuple[str, ...]) -> list[str]:
+    """Take the missing keys under ``unused_keys`` prefixes out of ``report``; returns them."""
+    unused = [key for key in report.missing if key.startswith(unused_keys)] if unused_keys else []
+    report.missing = [key for key in report.missing if key not in unused]
+    return unused
+
+
+def load_checkpoint(
+    model: nn.Module, path: str | Path, sha256: str | None = None, unused_keys: tuple[str, ...] = ()
+) -> nn.Module:
+    """Load ``path`` into ``model`` strictly; a mismatch raises ``BadInput`` with a grouped report.
+
+    Only keys under the ``unused_keys`` prefixes (parts of the architecture it never uses) may be
+    missing from the checkpoint; they keep their initialisation.
+    """
     state = read_state_dict(path, sha256)
     report = compare_state_dict(model, state)
+    unused = unused_missing(report, unused_keys)
     if not report.ok:
         raise BadInput(f"{Path(path).name} does not fit this architecture:\n{report.summary()}")
-    model.load_state_dict(state)
+    result = model.load_state_dict(state, strict=not unused)
+    if sorted(result.missing_keys) != sorted(unused) or result.unexpected_keys:
+        raise BadInput(f"{Path(path).name} left keys unloaded: {result.missing_keys + result.unexpected_keys}")
     return model
+
+
+def packaged_checkpoint(info: CheckpointInfo) -> Path:
+    """The weights file an installed package ships, after its size and SHA-256 check out."""
+    try:
+        resource = importlib.resources.files(info.package).joinpath(info.filename)  # type: ignore[arg-type]
+    except ModuleNotFoundError:
+        raise BadInput(f"{info.filename} comes with the package '{info.package}', which is not installed") from None
+    with importlib.resources.as_file(resource) as found:
+        path = Path(found)
+    if not path.is_file():
+        raise BadInput(f"the installed package '{info.package}' has no {info.filename}")
+    if info.size is not None and path.stat().st_size != info.size:
+        raise BadInput(f"{path.name} in '{info.package}' is {path.stat().st_size} bytes, not the published {info.size}")
+    if info.sha256:
+        verify_sha256(path, info.sha256)
+    return path

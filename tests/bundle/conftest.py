@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from medkd.export.layout import read_layout
+from medkd.runtime.layout import read_layout
 
 from medkd.artifacts import Manifest, as_input, hash_files, write_manifest
 from medkd.bundle.signing import generate_keypair

@@ -13,7 +13,7 @@ from medkd.bundle import load_bundle_segmenter
 from medkd.bundle.schema import canonical_bytes
 from medkd.cli import run
 from medkd.data import ArrayCache, RowLoader, load_manifest
-from medkd.evaluation import load_segmenter
+from medkd.runtime import load_segmenter
 from medkd.evaluation.runner import _predict
 from tests.bundle.conftest import pack, rewrite
 
@@ -35,7 +35,8 @@ def test_bundle_mask_equals_eval_and_export_masks(run_fixture, rows, request, ct
         image, box = manifest.resolve(row.image), ",".join(str(v) for v in row.box)
         from_bundle = _segment(["--bundle", str(bundle)], image, box, tmp_path / "bundle.png")
         from_export = _segment(["--model", str(run_dir / "export")], image, box, tmp_path / "export.png")
-        evaluated = _predict(load_segmenter(str(run_dir / "export"), None, "cpu"), [[row]], loader, "box", "none", {row.id: loader.mask(row)})[row.id]
+        segmenter = load_segmenter(str(run_dir / "export"), None, "cpu")
+        evaluated = _predict(segmenter, [[row]], loader, "box", segmenter.preprocessing, {row.id: loader.mask(row)})[row.id]
         assert from_bundle.shape == (row.height, row.width) and from_bundle.any()
         assert np.array_equal(from_bundle, from_export) and np.array_equal(from_bundle, evaluated)
 

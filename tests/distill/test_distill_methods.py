@@ -18,7 +18,7 @@ from PIL import Image
 
 from medkd.artifacts import read_manifest
 from medkd.cli import run
-from medkd.evaluation import load_segmenter
+from medkd.runtime import load_segmenter
 from medkd.zoo import WEIGHTS_FILE, create_model, load_model
 from tests.conftest import REPO_ROOT
 

@@ -16,7 +16,8 @@ from medkd.data import (
     plan_geometry,
     save_manifest,
 )
-from medkd.evaluation import Prompts, evaluate, load_segmenter
+from medkd.evaluation import evaluate
+from medkd.runtime import Prompts, load_segmenter
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from medkd.export.layout import read_layout
+from medkd.runtime.layout import read_layout
 from PIL import Image
 
 from medkd.artifacts import read_manifest, verify_files

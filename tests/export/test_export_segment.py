@@ -9,7 +9,7 @@ from PIL import Image
 
 from medkd.cli import run
 from medkd.data import ArrayCache, RowLoader, load_manifest
-from medkd.evaluation import load_segmenter
+from medkd.runtime import load_segmenter
 from medkd.evaluation.runner import _predict
 
 pytestmark = pytest.mark.data
@@ -17,7 +17,8 @@ pytestmark = pytest.mark.data
 
 def _eval_mask(model, manifest, row):
     loader = RowLoader(manifest, ArrayCache(None))
-    return _predict(load_segmenter(str(model), None, "cpu"), [[row]], loader, "box", "none", {row.id: loader.mask(row)})[row.id]
+    segmenter = load_segmenter(str(model), None, "cpu")
+    return _predict(segmenter, [[row]], loader, "box", segmenter.preprocessing, {row.id: loader.mask(row)})[row.id]
 
 
 def _box(row):

@@ -10,8 +10,8 @@ import numpy as np
 import onnx
 import pytest
 from medkd.export.check import check_onnx
-from medkd.export.layout import read_layout
-from medkd.export.runtime import cpu_session
+from medkd.runtime.layout import read_layout
+from medkd.runtime.onnx_runtime import cpu_session
 from medkd.quantize.calibration import activation_ranges, amax
 from medkd.quantize.nodes import block_of, quantizable_nodes
 from medkd.quantize.recipe import Recipe

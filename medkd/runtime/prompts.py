@@ -9,10 +9,24 @@ multimask outputs by predicted IoU, anything else takes the single-mask output.
 
 from __future__ import annotations
 
-import numpy as np
-from medkd.export.graphs import BOX_LABELS, NO_POINT
+from dataclasses import dataclass
 
-from medkd.evaluation.segmenter import Prompts
+import numpy as np
+
+NO_POINT = -1
+BOX_LABELS = (2, 3)
+
+
+@dataclass
+class Prompts:
+    """Prompts for the objects of one image, in model pixels: boxes ``(N, 4)`` or points ``(N, P, 2)``."""
+
+    boxes: np.ndarray | None = None
+    point_coords: np.ndarray | None = None
+    point_labels: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.boxes) if self.boxes is not None else len(self.point_coords)
 
 
 def prompt_points(prompts: Prompts) -> tuple[np.ndarray, np.ndarray]:

@@ -31,6 +31,12 @@ MICROSOFT = "com.microsoft"
 PROTOBUF_LIMIT = 2**31 - 1
 
 
+def has_qdq(path: Path) -> bool:
+    """Whether the ONNX file at ``path`` holds quantize / dequantize nodes."""
+    model = onnx.load(str(path), load_external_data=False)
+    return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node)
+
+
 def is_quantized(model: onnx.ModelProto) -> bool:
     return any(node.op_type == "QuantizeLinear" for node in model.graph.node)
 

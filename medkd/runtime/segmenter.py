@@ -17,22 +17,12 @@ import torch
 from torch import nn
 
 from medkd.artifacts import read_manifest
+from medkd.data.preprocessing import Preprocessing
 from medkd.data.prompts import box_mask
 from medkd.errors import BadInput
-from medkd.zoo import create_model, get_spec, load_model
+from medkd.zoo import create_model, default_preprocessing, get_spec, load_model, model_preprocessing
+from medkd.runtime.prompts import Prompts
 from medkd.zoo.artifact import artifact_model_ref
-
-
-@dataclass
-class Prompts:
-    """Prompts for the objects of one image, in model pixels: boxes ``(N, 4)`` or points ``(N, P, 2)``."""
-
-    boxes: np.ndarray | None = None
-    point_coords: np.ndarray | None = None
-    point_labels: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.boxes) if self.boxes is not None else len(self.point_coords)
 
 
 @dataclass
@@ -45,6 +35,7 @@ class Segmenter:
     module: nn.Module
     source: str
     device: torch.device
+    preprocessing: Preprocessing
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor, prompts: list[Prompts]) -> list[torch.Tensor]:
@@ -94,7 +85,7 @@ def _exported(reference: str, checkpoint: str | None) -> Segmenter | None:
         return None
     if checkpoint is not None:
         raise BadInput("--checkpoint applies to zoo names, not to exported models")
-    from medkd.export.sessions import open_exported
+    from medkd.runtime.exported import open_exported
 
     return open_exported(path)  # type: ignore[return-value]
 
@@ -111,9 +102,10 @@ def load_segmenter(reference: str, checkpoint: str | None = None, device: str = 
             raise BadInput("--checkpoint applies to zoo names, not to model artifacts")
         name = artifact_model_ref(reference)[0]
         module = load_model(reference)
+        preprocessing = model_preprocessing(reference)
     else:
         name = reference
         module = create_model(reference, checkpoint=checkpoint)
+        preprocessing = default_preprocessing(reference)
     spec = get_spec(name)
-    size = module.image_encoder.img_size if spec.family == "sam" else spec.input_size
-    return Segmenter(name, spec.family, int(size), module.eval().to(chosen), reference, chosen)
+    return Segmenter(name, spec.family, preprocessing.input_size, module.eval().to(chosen), reference, chosen, preprocessing)

@@ -10,14 +10,14 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from medkd.export.cpu_lowering import (
+from medkd.runtime.cpu_lowering import (
     cpu_model,
     fuse_erf_gelu,
     integer_matmuls,
     lower_for_cpu,
     unsigned_activations,
 )
-from medkd.export.runtime import cpu_options, cpu_session
+from medkd.runtime.onnx_runtime import cpu_options, cpu_session
 from medkd.quantize.backends import ort_quantize
 from medkd.quantize.calibration import activation_ranges
 from medkd.quantize.fusion import unfused_nodes

@@ -19,7 +19,7 @@ from medkd.data.geometry import plan_geometry
 from medkd.data.intensity import normalize_intensity, to_rgb
 from medkd.data.readers import DEFAULT_AXIS, read_image, suffix_of
 from medkd.errors import BadInput
-from medkd.evaluation.segmenter import Prompts
+from medkd.runtime.prompts import Prompts
 
 MASK_SUFFIXES = (".png", ".nii.gz", ".nii")
 

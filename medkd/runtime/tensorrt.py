@@ -6,15 +6,39 @@ the engine was built (which changes SAM's token set slightly against the unpadde
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import torch
-from medkd.export.prompts import pad_points
-from medkd.export.runtime import ExportedSegmenter
-from medkd.export.tensorrt_build import import_tensorrt
 
 from medkd.artifacts import read_manifest
+from medkd.errors import BadInput
+from medkd.runtime.exported import ExportedSegmenter
+from medkd.runtime.prompts import pad_points
+
+
+def import_tensorrt() -> ModuleType:
+    """``tensorrt``, or ``BadInput`` saying how to get it."""
+    try:
+        return importlib.import_module("tensorrt")
+    except ImportError as exc:
+        raise BadInput(
+            f"TensorRT is not installed here ({exc}); install medkd[tensorrt] on a GPU host or Jetson, "
+            "or use --print-trtexec for the equivalent trtexec commands"
+        ) from exc
+
+
+def device_info() -> dict[str, Any]:
+    """CUDA version, GPU name and compute capability (what the engine is tied to)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"cuda": torch.version.cuda, "gpu": None, "compute_capability": None}
+    major, minor = torch.cuda.get_device_capability()
+    return {"cuda": torch.version.cuda, "gpu": torch.cuda.get_device_name(), "compute_capability": f"{major}.{minor}"}
 
 
 class _Engine:

@@ -40,7 +40,7 @@ from medkd.distill.teacher_targets import TargetKeys, fill_cache, teacher_identi
 
 from medkd.artifacts import atomic_write_json, software_versions  # noqa: E402
 from medkd.data import ArrayCache, ObjectDataset, RowLoader, build_manifest  # noqa: E402
-from medkd.zoo import create_model  # noqa: E402
+from medkd.zoo import create_model, default_preprocessing  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "distill_cache.json"
 
@@ -54,7 +54,7 @@ def _student_step(student: torch.nn.Module, optimizer: torch.optim.Optimizer, im
     return time.perf_counter() - started
 
 
-STUDENTS = {"tinyvit": ({}, 1024), "tinyvit-256": ({"embedding_grid": 64}, 256)}
+STUDENTS = {"tinyvit": {}, "tinyvit-256": {"embedding_grid": 64}}
 
 
 def main() -> None:
@@ -70,7 +70,8 @@ def main() -> None:
     rows = manifest.select("train")[: args.images]
     loader = RowLoader(manifest, ArrayCache(None))
     teacher = create_model(args.teacher).requires_grad_(False)
-    items = ObjectDataset(rows, loader, 1024)
+    teacher_preprocessing = default_preprocessing(args.teacher)
+    items = ObjectDataset(rows, loader, teacher_preprocessing)
     images = [items[i]["image"][None] for i in range(len(rows))]
 
     online_teacher, targets = 0.0, []
@@ -83,7 +84,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as directory:
         cache = EmbeddingCache(directory)
-        keys = TargetKeys.compute(rows, loader, teacher_identity(args.teacher, None, {}, teacher), "embedding", 1024, "none")
+        keys = TargetKeys.compute(rows, loader, teacher_identity(args.teacher, None, {}, teacher), "embedding", teacher_preprocessing)
         started = time.perf_counter()
         fill_cache(cache, teacher, "embedding", items, keys, World(), batch_size=1)
         fill_seconds = time.perf_counter() - started
@@ -93,18 +94,18 @@ def main() -> None:
         entry_bytes = cache.info()["entry_bytes"] // len(cache)
 
     students = {}
-    for name, (kwargs, size) in STUDENTS.items():
+    for name, kwargs in STUDENTS.items():
         student = create_model(name, **kwargs).train()
         student.image_encoder.requires_grad_(True)
         optimizer = torch.optim.AdamW(student.image_encoder.parameters(), lr=1e-4)
-        student_items = ObjectDataset(rows, loader, size)
+        student_items = ObjectDataset(rows, loader, default_preprocessing(name, kwargs))
         inputs = [student_items[i]["image"][None] for i in range(len(rows))]
         _student_step(student, optimizer, inputs[0], targets[0])  # warm-up, untimed: first-step allocations
         online_student = sum(_student_step(student, optimizer, image, target) for image, target in zip(inputs, targets))
         cached_student = sum(_student_step(student, optimizer, image, target) for image, target in zip(inputs, cached))
         online, with_cache = online_teacher + online_student, cached_read + cached_student
         students[name] = {
-            "input_px": size,
+            "input_px": student_items.input_size,
             "epoch_seconds": {"online": round(online, 2), "cached": round(with_cache, 2)},
             "student_step_seconds": round(cached_student / len(images), 3),
             "speedup_epoch": round(online / with_cache, 2),

@@ -7,7 +7,7 @@ Each case is exported (``medkd export onnx``) and quantized with ``medkd quantiz
 int8 Q/DQ, per-channel weights; MatMul / Gemm with constant weights, dense convolutions but the image
 stem, depthwise ones inside convolution blocks; LayerNorm / Softmax / GELU and attention products in
 float), and both graphs run as ``medkd`` runs them (``cpu_session``: Q/DQ graphs lowered for ONNX
-Runtime's x86 integer kernels, :mod:`medkd.export.cpu_lowering`); trained models (``--student``, ``--teacher``) with the DSC gate. Zoo models with random weights
+Runtime's x86 integer kernels, :mod:`medkd.runtime.cpu_lowering`); trained models (``--student``, ``--teacher``) with the DSC gate. Zoo models with random weights
 (``tinyvit-256``, ``tinyvit`` at 1024 px, ``sam-vit-b``) give the speed and embedding-error mechanics
 only: their DSC means nothing. For reference each case also records ONNX Runtime's ``quantize_static``
 defaults (all operators, asymmetric uint8 activations: what TensorRT cannot take). Encoder latency is

@@ -30,8 +30,8 @@ from medkd.data import ObjectDataset, RowLoader, load_manifest
 from medkd.data.cache import ArrayCache, default_cache_dir
 from medkd.errors import BadInput
 from medkd.evaluation import evaluate
-from medkd.runtime import Segmenter
-from medkd.zoo import create_model, get_spec, save_model_artifact
+from medkd.runtime import wrap_module
+from medkd.zoo import create_model, get_spec, save_model_artifact, trained_preprocessing
 from medkd.zoo.adapters import add_adapters
 
 Method = Literal["full", "decoder", "lora", "adapter"]
@@ -106,10 +106,6 @@ def trainable_fraction(model: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
-def sam_segmenter(sam: nn.Module, name: str, device: torch.device) -> Segmenter:
-    return Segmenter(name, "sam", int(sam.image_encoder.img_size), sam.eval().to(device), name, device)
-
-
 def dataset_balancing_weights(datasets: list[str]) -> torch.Tensor:
     """Per-item weights that give every dataset the same share of draws, whatever its size."""
     counts = Counter(datasets)
@@ -132,8 +128,8 @@ def run_adapt(config: AdaptConfig, data: Path, out: Path, world: World, resume: 
     torch.manual_seed(config.train.seed)  # initialisation of new weights (scratch, LoRA, adapters)
     sam = prepare_teacher(config)
     trainable, total = trainable_fraction(sam)
-    size = int(sam.image_encoder.img_size)
-    dataset = ObjectDataset(train_rows, loader, size, train=True, crop=config.crop, seed=config.train.seed)
+    preprocessing = trained_preprocessing(config.teacher, config.model_kwargs, config.crop, config.checkpoint)
+    dataset = ObjectDataset(train_rows, loader, preprocessing, train=True, seed=config.train.seed)
     out.mkdir(parents=True, exist_ok=True)
     weights = dataset_balancing_weights([row.dataset for row in train_rows]) if config.balance_datasets else None
     trainer = Trainer(AdaptTask(sam), dataset, config.train, out, world, sample_weights=weights)
@@ -150,7 +146,7 @@ def run_adapt(config: AdaptConfig, data: Path, out: Path, world: World, resume: 
     if world.is_main:
         sampled = val_rows[:: max(1, len(val_rows) // config.val_objects)] if val_rows else []
         if sampled:
-            result = evaluate(sam_segmenter(sam, config.teacher, world.device), sampled, loader, crop=config.crop)
+            result = evaluate(wrap_module(sam, config.teacher, preprocessing, world.device), sampled, loader)
             metrics["val"] = result.summary
         inputs = [ArtifactInput(kind="data-manifest", path=str(data), sha256=sha256_file(data))]
         if config.checkpoint:
@@ -164,6 +160,7 @@ def run_adapt(config: AdaptConfig, data: Path, out: Path, world: World, resume: 
             config={"adapt": asdict(config)},
             inputs=inputs,
             metrics=metrics,
+            preprocessing=preprocessing,
         )
     trainer.finish()
     return metrics

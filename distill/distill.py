@@ -48,8 +48,8 @@ from medkd.data.cache import ArrayCache, default_cache_dir
 from medkd.data.manifest import ManifestRow
 from medkd.errors import BadInput
 from medkd.evaluation import evaluate
-from medkd.runtime import Segmenter
-from medkd.zoo import create_model, get_spec, load_model, save_model_artifact
+from medkd.runtime import Segmenter, wrap_module
+from medkd.zoo import create_model, get_spec, load_model, save_model_artifact, trained_preprocessing
 from medkd.zoo.artifact import artifact_model_ref
 
 Method = Literal["decoupled", "kd-sam", "sam2unet", "prompt-loop"]
@@ -98,12 +98,6 @@ class DistillConfig:
 def default_teacher_cache() -> Path:
     """``teacher-targets`` beside the preprocessing cache (``$MEDKD_CACHE_DIR`` etc.)."""
     return default_cache_dir().parent / "teacher-targets"
-
-
-def _segmenter(model: nn.Module, name: str, device: torch.device) -> Segmenter:
-    spec = get_spec(name)
-    size = model.image_encoder.img_size if spec.family == "sam" else spec.input_size
-    return Segmenter(name, spec.family, int(size), model.eval().to(device), name, device)
 
 
 def _sampled(rows: list[ManifestRow], count: int) -> list[ManifestRow]:
@@ -161,10 +155,11 @@ class _Run:
             save_model_artifact(model, self.out / phase, name=name, kind=PHASE_KIND, model_kwargs=kwargs)
         trainer.finish()
 
-    def validate(self, model: nn.Module, name: str, teacher: Segmenter | None = None) -> dict[str, Any] | None:
+    def validate(self, model: nn.Module, name: str, kwargs: dict, teacher: Segmenter | None = None) -> dict[str, Any] | None:
         if not self.world.is_main or not self.val_rows:
             return None
-        result = evaluate(_segmenter(model, name, self.world.device), self.val_rows, self.loader, crop=self.config.crop, teacher=teacher)
+        preprocessing = trained_preprocessing(name, kwargs, self.config.crop)
+        result = evaluate(wrap_module(model, name, preprocessing, self.world.device), self.val_rows, self.loader, teacher=teacher)
         return result.summary
 
 
@@ -192,16 +187,16 @@ def run_distill(config: DistillConfig, data: Path, out: Path, world: World, resu
     if config.teacher_bf16:  # bf16 targets differ from fp32 ones: never mix them under one key
         identity["precision"] = "bf16"
     target = "logits" if config.method == "sam2unet" else "embedding"
-    teacher_size = int(teacher.image_encoder.img_size)
-    keys = TargetKeys.compute(run.train_rows, run.loader, identity, target, teacher_size, config.crop)
+    teacher_preprocessing = trained_preprocessing(config.teacher, config.teacher_kwargs, config.crop, config.teacher_checkpoint)
+    keys = TargetKeys.compute(run.train_rows, run.loader, identity, target, teacher_preprocessing)
     cache = EmbeddingCache(config.cache_dir or default_teacher_cache(), int(config.cache_shard_mb * (1 << 20)))
-    teacher_items = ObjectDataset(run.train_rows, run.loader, teacher_size, crop=config.crop)
+    teacher_items = ObjectDataset(run.train_rows, run.loader, teacher_preprocessing)
     run.metrics["cache"] = {"directory": str(cache.directory), **fill_cache(cache, teacher, target, teacher_items, keys, world, config.fill_batch_size, config.teacher_bf16)}
 
     student, name, kwargs = _train_student(run, teacher, keys, cache)
 
-    teacher_segmenter = _segmenter(teacher, config.teacher, world.device) if world.is_main and run.val_rows else None
-    run.metrics["val"] = run.validate(student, name, teacher_segmenter)
+    teacher_segmenter = wrap_module(teacher, config.teacher, teacher_preprocessing, world.device) if world.is_main and run.val_rows else None
+    run.metrics["val"] = run.validate(student, name, kwargs, teacher_segmenter)
     if world.is_main:
         inputs = [ArtifactInput(kind="data-manifest", path=str(data), sha256=sha256_file(data))]
         if config.teacher_checkpoint:
@@ -210,13 +205,21 @@ def run_distill(config: DistillConfig, data: Path, out: Path, world: World, resu
         if config.method == "prompt-loop":
             inputs.append(as_input(config.student))
         save_model_artifact(
-            student.cpu(), out, name=name, kind="student", model_kwargs=kwargs, config={"distill": asdict(config)}, inputs=inputs, metrics=run.metrics
+            student.cpu(),
+            out,
+            name=name,
+            kind="student",
+            model_kwargs=kwargs,
+            config={"distill": asdict(config)},
+            inputs=inputs,
+            metrics=run.metrics,
+            preprocessing=trained_preprocessing(name, kwargs, config.crop),
         )
     return run.metrics
 
 
-def _cached_items(run: _Run, size: int, keys: TargetKeys, cache: EmbeddingCache) -> CachedTargetDataset:
-    items = ObjectDataset(run.train_rows, run.loader, size, crop=run.config.crop)
+def _cached_items(run: _Run, name: str, kwargs: dict, keys: TargetKeys, cache: EmbeddingCache) -> CachedTargetDataset:
+    items = ObjectDataset(run.train_rows, run.loader, trained_preprocessing(name, kwargs, run.config.crop))
     return CachedTargetDataset(items, keys, cache, run.config.train.seed, run.config.box_fraction)
 
 
@@ -228,7 +231,7 @@ def _train_student(run: _Run, teacher: nn.Module, keys: TargetKeys, cache: Embed
             raise BadInput(f"sam2unet trains a U-Net student, not '{config.student}'")
         if not run.finished_phase("kd", student):
             task = UNetKDTask(student, config.temperature, config.soft_weight, config.gt_weight)
-            dataset = _cached_items(run, get_spec(config.student).input_size, keys, cache)
+            dataset = _cached_items(run, config.student, config.student_kwargs, keys, cache)
             trainer = run.train("kd", task, dataset, config.train, f"sam2unet {config.teacher} -> {config.student}")
             run.save_phase("kd", trainer, student, config.student, config.student_kwargs)
         return student.eval(), config.student, config.student_kwargs
@@ -243,7 +246,7 @@ def _train_student(run: _Run, teacher: nn.Module, keys: TargetKeys, cache: Embed
         size = int(student.image_encoder.img_size)
         if not run.finished_phase("kd", student):
             task = PromptLoopTask(student, PromptHead(teacher, size), config.refinements)
-            trainer = run.train("kd", task, _cached_items(run, size, keys, cache), config.train, f"prompt-loop {config.teacher} -> {name}")
+            trainer = run.train("kd", task, _cached_items(run, name, kwargs, keys, cache), config.train, f"prompt-loop {config.teacher} -> {name}")
             run.save_phase("kd", trainer, student, name, kwargs)
         return student.eval(), name, kwargs
 
@@ -258,7 +261,7 @@ def _train_student(run: _Run, teacher: nn.Module, keys: TargetKeys, cache: Embed
             else:
                 features = vgg_features(config.perceptual_network, size)
         task = EncoderKDTask(student, features, config.perceptual_weight)
-        trainer = run.train("kd", task, _cached_items(run, size, keys, cache), config.train, f"{config.method} {config.teacher} -> {config.student}")
+        trainer = run.train("kd", task, _cached_items(run, config.student, kwargs, keys, cache), config.train, f"{config.method} {config.teacher} -> {config.student}")
         run.save_phase("kd", trainer, student, config.student, kwargs)
     if config.decoder_steps > 0:
         _finetune_decoder(run, student, kwargs)
@@ -270,17 +273,17 @@ def _finetune_decoder(run: _Run, student: nn.Module, kwargs: dict) -> None:
     config = run.config
     guarded = student if config.finetune_encoder else student.mask_decoder
     frozen_state = {k: v.clone() for k, v in guarded.state_dict().items()}
-    frozen = _val_dsc(run.validate(student, config.student))
+    frozen = _val_dsc(run.validate(student, config.student, kwargs))
     if not run.finished_phase("decoder", student):
-        size = int(student.image_encoder.img_size)
-        dataset = ObjectDataset(run.train_rows, run.loader, size, train=True, crop=config.crop, seed=config.train.seed)
+        preprocessing = trained_preprocessing(config.student, kwargs, config.crop)
+        dataset = ObjectDataset(run.train_rows, run.loader, preprocessing, train=True, seed=config.train.seed)
         warmup = min(config.train.warmup_steps, max(1, config.decoder_steps // 10))
         train = replace(config.train, steps=config.decoder_steps, lr=config.decoder_lr, warmup_steps=warmup)
         task = DecoderTask(student, config.decoder_bce_weight, config.finetune_encoder)
         description = "encoder + decoder fine-tuning" if config.finetune_encoder else "decoder fine-tuning"
         trainer = run.train("decoder", task, dataset, train, description)
         run.save_phase("decoder", trainer, student, config.student, kwargs)
-    finetuned = _val_dsc(run.validate(student, config.student))
+    finetuned = _val_dsc(run.validate(student, config.student, kwargs))
     keep = keep_finetuned_decoder(frozen, finetuned)
     if not keep:
         guarded.load_state_dict(frozen_state)

@@ -23,8 +23,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from medkd.artifacts import sha256_file
-from medkd.data import ObjectDataset, RowLoader
-from medkd.data.geometry import PIXEL_MEAN, PIXEL_STD, CropMode, Geometry, plan_geometry
+from medkd.data import ObjectDataset, RowLoader, geometry_of
+from medkd.data.preprocessing import Preprocessing
 from medkd.data.manifest import ManifestRow
 from medkd.data.progress import track
 from medkd.data.prompts import box_mask, jitter_box, jitter_for, sample_points
@@ -59,27 +59,22 @@ class TargetKeys:
 
     @classmethod
     def compute(
-        cls, rows: list[ManifestRow], loader: RowLoader, teacher: dict[str, Any], target: Target, input_size: int, crop: CropMode
+        cls, rows: list[ManifestRow], loader: RowLoader, teacher: dict[str, Any], target: Target, preprocessing: Preprocessing
     ) -> TargetKeys:
         hashes: dict[tuple, str] = {}
         keys = []
+        spec = {key: value for key, value in preprocessing.to_dict().items() if key != "rules"}
         for row in rows:
             image = loader.image(row)
             if row.image_key not in hashes:
                 content = hashlib.sha256(str(image.shape).encode())
                 content.update(np.ascontiguousarray(image).tobytes())
                 hashes[row.image_key] = content.hexdigest()
-            geometry = plan_geometry(image.shape[:2], input_size, crop, np.asarray(row.box))
+            geometry = preprocessing.plan(image.shape[:2], np.asarray(row.box))
             description: dict[str, Any] = {
                 "teacher": teacher,
                 "target": target,
-                "preprocessing": {
-                    "input_size": input_size,
-                    "crop": crop,
-                    "region": list(geometry.region),
-                    "pixel_mean": PIXEL_MEAN,
-                    "pixel_std": PIXEL_STD,
-                },
+                "preprocessing": {**spec, "region": list(geometry.region)},
                 "image_sha256": hashes[row.image_key],
             }
             if target == "logits":
@@ -167,7 +162,7 @@ class CachedTargetDataset(Dataset):
         item = self.items[index]
         rng = np.random.default_rng([self.seed, self.epoch, index, 7])
         size = self.items.input_size
-        geometry = Geometry(tuple(item["original_size"].tolist()), tuple(item["region"].tolist()), size)
+        geometry = geometry_of(item, self.items.preprocessing)
         box = jitter_box(item["box"].numpy(), jitter_for(size), geometry.resized_size, rng)
         mask = item["mask"][0].numpy() > 0.5
         coords, labels = sample_points(mask, 1, 0, rng)

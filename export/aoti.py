@@ -93,7 +93,7 @@ def export_aoti_artifact(reference: str, out: Path, data: Path, samples: int = 2
         raise BadInput(f"{data} has no objects in split '{split}' to validate the package on")
     source = load_source(reference, checkpoint)
     seg = source.segmenter
-    layout = base_layout(seg.name, seg.family, source.kwargs, source.embedding_grid, seg.input_size, reference, 0)
+    layout = base_layout(seg.name, seg.family, source.kwargs, source.embedding_grid, seg.preprocessing, reference, 0)
     models = export_aoti(source.module, layout, out / PACKAGE_FILE, device)
     report = validate_export(seg, AotiSegmenter(out / PACKAGE_FILE), rows, RowLoader(manifest, ArrayCache(None)))
     problems = failures(report, MAX_LOGIT_DIFF, MIN_DSC)

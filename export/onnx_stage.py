@@ -3,8 +3,9 @@
 SAM-family models give ``encoder.onnx`` (dynamic batch), ``decoder.onnx`` (``SamOnnxModel``
 interface, dynamic prompt and point counts) and ``decoder_trt.onnx`` (no shape-tensor input, low-res
 masks, ``point_slots`` points per prompt, dynamic prompt count). U-Nets give ``unet.onnx``. The
-manifest (written last) records the layout (:mod:`medkd.export.layout`), the TensorRT profiles and
-the measured agreement with PyTorch; an export that misses the thresholds is refused.
+manifest (written last) records the layout (:mod:`medkd.runtime.layout`: the model's preprocessing spec,
+also stamped into every graph's ``metadata_props``), the TensorRT profiles and the measured
+agreement with PyTorch; an export that misses the thresholds is refused.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from medkd.export.graphs import (
     set_gelu_approximate,
     traceable,
 )
-from medkd.runtime.layout import EXPORT_KIND, base_layout, graph_entry
+from medkd.runtime.layout import EXPORT_KIND, base_layout, graph_entry, graph_metadata, stamp_metadata
 from medkd.export.onnx_graph import GraphIO, check_opset, export_onnx
 from medkd.runtime.onnx_runtime import OnnxSegmenter
 from medkd.export.source import load_source
@@ -60,7 +61,13 @@ class OnnxOptions:
     min_dsc: float = 0.99
 
 
-def _sam_graphs(sam: nn.Module, size: int, grid: int, out: Path, options: OnnxOptions) -> dict[str, dict[str, Any]]:
+def _written(path: Path, files: list[str], metadata: dict[str, str]) -> dict[str, Any]:
+    """The manifest entry of a graph just written, after stamping its metadata into the file."""
+    stamp_metadata(path, metadata)
+    return graph_entry(path, files)
+
+
+def _sam_graphs(sam: nn.Module, size: int, grid: int, out: Path, options: OnnxOptions, metadata: dict[str, str]) -> dict[str, dict[str, Any]]:
     image = torch.zeros(1, 3, size, size)
     embedding = torch.zeros(1, 256, grid, grid)
     coords = torch.tensor([[[size * 0.25, size * 0.25], [size * 0.75, size * 0.75], [0.0, 0.0]]])
@@ -95,14 +102,14 @@ def _sam_graphs(sam: nn.Module, size: int, grid: int, out: Path, options: OnnxOp
     with traceable(sam):
         for name, (module, args, io) in graphs.items():
             files = export_onnx(module, args, out / f"{name}.onnx", io, options.opset)
-            entries[name] = graph_entry(out / files[0], files)
+            entries[name] = _written(out / files[0], files, metadata)
     return entries
 
 
-def _unet_graphs(unet: nn.Module, size: int, out: Path, options: OnnxOptions) -> dict[str, dict[str, Any]]:
+def _unet_graphs(unet: nn.Module, size: int, out: Path, options: OnnxOptions, metadata: dict[str, str]) -> dict[str, dict[str, Any]]:
     io = GraphIO(("image",), ("logits",), {"image": {0: "batch"}, "logits": {0: "batch"}})
     files = export_onnx(UNetGraph(unet), (torch.zeros(1, 4, size, size),), out / "unet.onnx", io, options.opset)
-    return {"unet": graph_entry(out / files[0], files)}
+    return {"unet": _written(out / files[0], files, metadata)}
 
 
 def profiles(family: str, size: int, grid: int | None, options: OnnxOptions) -> dict[str, dict[str, list[list[int]]]]:
@@ -135,16 +142,17 @@ def export_onnx_artifact(reference: str, out: Path, data: Path, options: OnnxOpt
         exported_module = load_source(reference, checkpoint).module
         set_gelu_approximate(exported_module)
     family, size, grid = reference_segmenter.family, reference_segmenter.input_size, source.embedding_grid
+    base = base_layout(reference_segmenter.name, family, source.kwargs, grid, reference_segmenter.preprocessing, reference, options.point_slots)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as scratch:
         staging = Path(scratch)
         if family == "unet":
-            graphs = _unet_graphs(exported_module, size, staging, options)
+            graphs = _unet_graphs(exported_module, size, staging, options, graph_metadata(base))
         else:
-            graphs = _sam_graphs(exported_module, size, grid, staging, options)
+            graphs = _sam_graphs(exported_module, size, grid, staging, options, graph_metadata(base))
         layout = {
             "format": "onnx",
-            **base_layout(reference_segmenter.name, family, source.kwargs, grid, size, reference, options.point_slots),
+            **base,
             "graphs": graphs,
             "profiles": profiles(family, size, grid, options),
             "opset": options.opset,

@@ -1,10 +1,11 @@
 """Agreement of exported graphs with the PyTorch model on real images from a data manifest.
 
 For each sampled object (ground-truth box, and the object's centre point) the torch ``Segmenter`` and
-the exported one see the same model input and prompts; recorded are the largest absolute difference
+the exported one see the same model input and prompts, made by the reference's own preprocessing (its
+crop window around the box for a model trained with ``crop: box``); recorded are the largest absolute difference
 of their low-resolution mask logits and the DSC of their masks in original pixels. For SAM models the
 fixed-point-count decoder (``decoder_trt``) is compared with its torch module on the same padded
-prompts, and for ONNX the ``SamOnnxModel`` decoder's full-size ``masks`` output with eval's mask, and the encoder's
+prompts, and for ONNX the ``SamOnnxModel`` decoder's full-size ``masks`` output (of the crop window) with eval's mask, and the encoder's
 embeddings directly (one encoder pass per image and runtime, shared by the prompts).
 """
 
@@ -21,7 +22,7 @@ from medkd.runtime.prompts import pad_points, prompt_points, select_masks
 from medkd.runtime.exported import ExportedSegmenter
 from medkd.runtime.onnx_runtime import OnnxSegmenter, cpu_session
 
-from medkd.data.geometry import plan_geometry
+from medkd.data.geometry import Geometry
 from medkd.data.loading import RowLoader
 from medkd.data.manifest import DataManifest, ManifestRow
 from medkd.data.prompts import centre_point
@@ -45,12 +46,28 @@ def sample_rows(manifest: DataManifest, count: int, split: str | None = "test") 
     return [row for _, row in zip(range(count), interleaved)]
 
 
-def _prompts(row: ManifestRow, geometry, mask: np.ndarray, family: str) -> list[Prompts]:
+def _prompts(row: ManifestRow, geometry: Geometry, mask: np.ndarray, family: str) -> list[Prompts]:
     box = Prompts(boxes=geometry.boxes_to_model(np.array([row.box])))
     if family == "unet":
         return [box]
     point = geometry.points_to_model(centre_point(mask))[None]
     return [box, Prompts(point_coords=point, point_labels=np.ones((1, 1), np.int64))]
+
+
+def _interface_size(geometry: Geometry) -> tuple[int, int]:
+    """The ``orig_im_size`` the ``SamOnnxModel`` decoder gets: the crop window (the whole image without
+    a crop) for the longest-side resize, which it undoes itself; the model frame for a stretch."""
+    return (geometry.input_size, geometry.input_size) if geometry.resize == "stretch" else geometry.region_size
+
+
+def _interface_mask(geometry: Geometry, logits: torch.Tensor) -> torch.Tensor:
+    """The ``SamOnnxModel`` decoder's full-size logits as a mask in original pixels."""
+    if geometry.resize == "stretch":
+        return geometry.mask_to_original(logits) > 0
+    y0, x0, y1, x1 = geometry.region
+    mask = torch.zeros((*logits.shape[:-2], *geometry.original_size), dtype=torch.bool)
+    mask[..., y0:y1, x0:x1] = logits > 0
+    return mask
 
 
 def _dsc(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -71,7 +88,7 @@ def validate_export(
     trt_module = LowResDecoder(reference.module) if decoder_trt else None
     for row in rows:
         image = loader.image(row)
-        geometry = plan_geometry(image.shape[:2], reference.input_size)
+        geometry = reference.preprocessing.plan(image.shape[:2], np.asarray(row.box))
         model_input = geometry.image_to_model(image)[None]
         prompt_list = _prompts(row, geometry, loader.mask(row), reference.family)
         onnx_sam = reference.family == "sam" and isinstance(exported, OnnxSegmenter)
@@ -101,10 +118,10 @@ def validate_export(
                     "point_labels": labels,
                     "mask_input": np.zeros((1, 1, 4 * embedding.shape[-1], 4 * embedding.shape[-1]), np.float32),
                     "has_mask_input": np.zeros(1, np.float32),
-                    "orig_im_size": np.array(image.shape[:2], np.float32),
+                    "orig_im_size": np.array(_interface_size(geometry), np.float32),
                 },
             )
-            interface_dscs.append(_dsc(torch.from_numpy(select_masks(*full, prompts) > 0), truth_mask))
+            interface_dscs.append(_dsc(_interface_mask(geometry, torch.from_numpy(select_masks(*full, prompts))), truth_mask))
             if trt_session is not None:
                 coords, labels = pad_points(coords, labels, point_slots)
                 onnx_out = trt_session.run(None, {"image_embeddings": embedding, "point_coords": coords, "point_labels": labels})

@@ -1,7 +1,7 @@
 """Calibration inputs from medical images, and activation ranges measured on them.
 
 Encoder inputs are train-split objects (datasets in turn, every image's first object before any
-second) preprocessed exactly as evaluation does; decoder inputs are the FP32 encoder's embeddings of
+second) preprocessed exactly as evaluation does (the export's preprocessing spec, its crop included); decoder inputs are the FP32 encoder's embeddings of
 the same objects with their ground-truth box as the prompt. Ranges of the inputs and outputs of every
 ``MatMul`` / ``Gemm`` / ``Conv`` come from ONNX Runtime's calibrators (min-max, percentile or entropy
 histograms), fed one image at a time. Products of two activations that a recipe leaves in float are not
@@ -33,9 +33,9 @@ from onnxruntime.quantization.calibrate import (
     TensorsData,
 )
 
-from medkd.data.geometry import CropMode, plan_geometry
 from medkd.data.loading import RowLoader
 from medkd.data.manifest import DataManifest, ManifestRow
+from medkd.data.preprocessing import Preprocessing
 from medkd.data.progress import track
 from medkd.runtime.prompts import Prompts
 
@@ -82,12 +82,12 @@ def spread_rows(manifest: DataManifest, count: int, split: str) -> list[Manifest
     return list(islice(interleaved, count))
 
 
-def model_inputs(rows: list[ManifestRow], loader: RowLoader, size: int, crop: CropMode = "none") -> tuple[list[np.ndarray], list[Prompts]]:
-    """``(1, 3, S, S)`` model inputs and box prompts (model pixels) of ``rows``."""
+def model_inputs(rows: list[ManifestRow], loader: RowLoader, preprocessing: Preprocessing) -> tuple[list[np.ndarray], list[Prompts]]:
+    """``(1, 3, S, S)`` model inputs and box prompts (model pixels) of ``rows``, made by ``preprocessing``."""
     images, prompts = [], []
     for row in rows:
         image = loader.image(row)
-        geometry = plan_geometry(image.shape[:2], size, crop, np.asarray(row.box))
+        geometry = preprocessing.plan(image.shape[:2], np.asarray(row.box))
         images.append(geometry.image_to_model(image)[None].numpy())
         prompts.append(Prompts(boxes=geometry.boxes_to_model(np.array([row.box]))))
     return images, prompts

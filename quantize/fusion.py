@@ -4,7 +4,7 @@ A Q/DQ unit that ONNX Runtime fuses (``MatMulIntegerToFloat``, ``QLinearConv``, 
 cannot fuse runs as it is written: the weights dequantized on every run, then the float operator,
 slower than the FP32 graph (SAM's small decoder matrices and ``Gemm`` heads are like that). The
 optimizer's own output (level ``EXTENDED``, where the Q/DQ fusions live) on the graph as ``medkd``
-hands it over (lowered: :mod:`medkd.export.cpu_lowering`) tells which is which: a node that keeps its
+hands it over (lowered: :mod:`medkd.runtime.cpu_lowering`) tells which is which: a node that keeps its
 name and still reads a ``DequantizeLinear`` output was not fused.
 """
 

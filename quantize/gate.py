@@ -32,7 +32,7 @@ class Gate:
     def dsc(self, kept: dict[str, set[str]], name: str) -> float:
         """Validation DSC of the pipeline with every selected graph quantized except ``kept``."""
         chosen = {g: self.bench.quantize(g, kept[g]) for g in self.bench.unit_graphs}
-        score = segmentation_scores(self.bench.assemble(chosen, name), self.val.rows, self.loader, self.options.crop, self.options.threads)["dsc"]  # type: ignore[arg-type]
+        score = segmentation_scores(self.bench.assemble(chosen, name), self.val.rows, self.loader, self.options.crop, self.options.threads)["dsc"]
         return float(score or 0.0)
 
     def measure_block(self, graph: str, block: str) -> tuple[float, float]:
@@ -40,7 +40,7 @@ class Gate:
         threads = self.options.threads
         path = self.bench.quantize(graph, {b for b in self.bench.blocks(graph) if b != block})
         directory = self.bench.assemble({graph: path}, "sweep")
-        dsc = segmentation_scores(directory, self.val.rows, self.loader, self.options.crop, threads)["dsc"] or 0.0  # type: ignore[arg-type]
+        dsc = segmentation_scores(directory, self.val.rows, self.loader, self.options.crop, threads)["dsc"] or 0.0
         error = output_error(cpu_session(self.bench.fp32[graph], threads), cpu_session(path, threads), MAIN_OUTPUT[graph], self.val.feeds[graph])
         return self.fp32_dsc - float(dsc), error
 

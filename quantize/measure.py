@@ -17,7 +17,6 @@ import onnxruntime as ort
 from medkd.runtime.onnx_runtime import OnnxSegmenter, cpu_session
 from medkd.quantize.calibration import Feed
 
-from medkd.data.geometry import CropMode
 from medkd.data.loading import RowLoader
 from medkd.data.manifest import ManifestRow
 from medkd.evaluation import evaluate
@@ -35,8 +34,8 @@ def output_error(reference: ort.InferenceSession, candidate: ort.InferenceSessio
     return float(np.mean(errors))
 
 
-def segmentation_scores(directory: Path, rows: list[ManifestRow], loader: RowLoader, crop: CropMode, threads: int | None = None) -> dict[str, float | None]:
-    """Mean DSC and NSD of an export-layout directory on ``rows`` (box prompts)."""
+def segmentation_scores(directory: Path, rows: list[ManifestRow], loader: RowLoader, crop: str | None, threads: int | None = None) -> dict[str, float | None]:
+    """Mean DSC and NSD of an export-layout directory on ``rows`` (box prompts; ``crop`` None: the model's own)."""
     result = evaluate(OnnxSegmenter(directory, threads), rows, loader, "box", crop, batch_size=1, progress=False)
     overall = result.summary["overall"]
     return {metric: overall[metric]["mean"] for metric in ("dsc", "nsd")}

@@ -7,7 +7,6 @@ from typing import Any
 
 from medkd.quantize.recipe import Recipe
 
-from medkd.data.geometry import CROP_MODES
 from medkd.errors import BadInput
 
 PRECISIONS = ("int8", "fp16")
@@ -20,7 +19,7 @@ class QuantizeOptions:
     recipe: Recipe = field(default_factory=Recipe)
     samples: int = 32
     calib_split: str = "train"
-    crop: str = "none"
+    crop: str | None = None  # None: the export's own (trained) crop; a value overrides it, with a warning
     max_dsc_drop: float | None = None
     gate_samples: int = 16
     test_samples: int = 16
@@ -38,8 +37,6 @@ class QuantizeOptions:
     def check(self) -> None:
         if self.precision not in PRECISIONS:
             raise BadInput(f"--precision must be one of {', '.join(PRECISIONS)}, not '{self.precision}'")
-        if self.crop not in CROP_MODES:
-            raise BadInput(f"--crop must be one of {', '.join(CROP_MODES)}, not '{self.crop}'")
         if self.max_dsc_drop is not None and not 0.0 <= self.max_dsc_drop < 1.0:
             raise BadInput(f"--max-dsc-drop is a DSC fraction between 0 and 1 (0.01 = 1 point), not {self.max_dsc_drop}")
 

@@ -15,13 +15,12 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import onnx
-from medkd.runtime.layout import EXPORT_KIND, graph_entry, read_layout
+from medkd.runtime.layout import EXPORT_KIND, graph_entry, graph_metadata, read_layout, stamp_metadata
 from medkd.runtime.onnx_runtime import cpu_session
 from medkd.quantize.calibration import (
     Objects,
@@ -55,7 +54,9 @@ from medkd.artifacts import (
     write_manifest,
 )
 from medkd.data import ArrayCache, RowLoader, default_cache_dir, load_manifest
+from medkd.data.preprocessing import Preprocessing
 from medkd.errors import BadInput, MedkdError
+from medkd.zoo import recorded_preprocessing
 
 TRT_CACHE_GRAPHS = ("encoder", "decoder_trt", "unet")
 
@@ -72,23 +73,30 @@ def _check_inputs(export_dir: Path, layout: dict[str, Any], selected: tuple[str,
             raise BadInput(f"{path} is already quantized (it has Q/DQ nodes); quantize the FP32 export")
 
 
-def _objects(manifest, split: str, count: int, layout: dict[str, Any], loader: RowLoader, encoder, crop: str, progress: bool) -> Objects:
+def _export_preprocessing(export_dir: Path, layout: dict[str, Any]) -> Preprocessing:
+    """The spec the export records (an export older than specs: its architecture's default, warned)."""
+    model = layout["model"]
+    return recorded_preprocessing(layout.get("preprocessing"), model["name"], model.get("kwargs", {}), str(export_dir))
+
+
+def _objects(manifest, split: str, count: int, layout: dict[str, Any], loader: RowLoader, encoder, preprocessing: Preprocessing, progress: bool) -> Objects:
     rows = spread_rows(manifest, count, split)
     if not rows:
         raise BadInput(f"the data manifest has no objects in split '{split}'")
-    size = int(layout["preprocessing"]["input_size"])
-    images, prompts = model_inputs(rows, loader, size, crop)  # type: ignore[arg-type]
+    images, prompts = model_inputs(rows, loader, preprocessing)
     if layout["model"]["family"] == "unet":
-        return Objects(rows, {"unet": unet_feeds(images, prompts, size)})
+        return Objects(rows, {"unet": unet_feeds(images, prompts, preprocessing.input_size)})
     return Objects(rows, graph_feeds(encoder, images, prompts, int(layout["prompts"]["point_slots"]), progress))
 
 
-def _calibration_and_measurement_objects(export_dir: Path, layout: dict[str, Any], manifest, loader: RowLoader, options: QuantizeOptions) -> tuple[Objects, dict[str, Objects]]:
-    """Calibration objects, and validation / test objects; the FP32 encoder session that made their
-    decoder feeds is released on return (a 1024-px encoder holds GiBs)."""
+def _calibration_and_measurement_objects(
+    export_dir: Path, layout: dict[str, Any], manifest, loader: RowLoader, options: QuantizeOptions, preprocessing: Preprocessing
+) -> tuple[Objects, dict[str, Objects]]:
+    """Calibration objects, and validation / test objects, made by ``preprocessing``; the FP32 encoder
+    session that made their decoder feeds is released on return (a 1024-px encoder holds GiBs)."""
     encoder = None if layout["model"]["family"] == "unet" else cpu_session(export_dir / layout["graphs"]["encoder"]["file"], options.threads)
-    calibration = _objects(manifest, options.calib_split, options.samples, layout, loader, encoder, options.crop, options.progress)
-    splits = {split: _objects(manifest, split, count, layout, loader, encoder, options.crop, False) for split, count in (("val", options.gate_samples), ("test", options.test_samples))}
+    calibration = _objects(manifest, options.calib_split, options.samples, layout, loader, encoder, preprocessing, options.progress)
+    splits = {split: _objects(manifest, split, count, layout, loader, encoder, preprocessing, False) for split, count in (("val", options.gate_samples), ("test", options.test_samples))}
     return calibration, splits
 
 
@@ -144,7 +152,7 @@ def _measure(bench: Workbench, chosen: dict[str, Path], splits: dict[str, Object
     final = bench.assemble(chosen, "final")
     accuracy = {}
     for split, objects in splits.items():
-        before, after = fp32_scores[split], segmentation_scores(final, objects.rows, loader, options.crop, threads)  # type: ignore[arg-type]
+        before, after = fp32_scores[split], segmentation_scores(final, objects.rows, loader, options.crop, threads)
         drops = {f"{m}_drop": (before[m] or 0.0) - (after[m] or 0.0) for m in ("dsc", "nsd")}
         accuracy[split] = {"fp32": before, precision: after, **drops, "objects": len(objects.rows)}
     errors = {
@@ -165,13 +173,15 @@ def _measure(bench: Workbench, chosen: dict[str, Path], splits: dict[str, Object
 
 
 def _write_graphs(chosen: dict[str, Path], layout: dict[str, Any], out: Path) -> list[str]:
+    """``chosen`` graphs into ``out`` under the export's file names, each with the layout's metadata
+    (quantizers rebuild the model proto; the spec and prompt format must travel in every file)."""
     if any(path.with_name(f"{path.name}.data").is_file() for path in chosen.values()):
         raise MedkdError("graphs over 2 GiB (external data) cannot be written by medkd quantize yet")
     (out / MANIFEST_NAME).unlink(missing_ok=True)  # the directory is incomplete until the new manifest
     files = []
     for graph, path in chosen.items():
         name = layout["graphs"][graph]["file"]
-        shutil.copy2(path, out / name)
+        stamp_metadata(path, graph_metadata(layout), out / name)
         files.append(name)
     return files
 
@@ -181,10 +191,13 @@ def quantize_export(export_dir: Path, out: Path, data: Path, options: QuantizeOp
     options.check()
     layout = read_layout(export_dir)
     _check_inputs(export_dir, layout, options.graphs)
+    spec = _export_preprocessing(export_dir, layout)
+    layout = {**layout, "preprocessing": spec.to_dict()}
+    preprocessing = spec.with_crop(options.crop, source=str(export_dir))
     manifest = load_manifest(data)
     loader = RowLoader(manifest, ArrayCache(default_cache_dir()))
-    calibration, splits = _calibration_and_measurement_objects(export_dir, layout, manifest, loader, options)
-    fp32_scores = {split: segmentation_scores(export_dir, objects.rows, loader, options.crop, options.threads) for split, objects in splits.items()}  # type: ignore[arg-type]
+    calibration, splits = _calibration_and_measurement_objects(export_dir, layout, manifest, loader, options, preprocessing)
+    fp32_scores = {split: segmentation_scores(export_dir, objects.rows, loader, options.crop, options.threads) for split, objects in splits.items()}
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".quantize-") as scratch:
         bench = Workbench(export_dir, layout, Path(scratch), options.recipe, calibration.feeds, options.graphs, options.ort_fusion)
@@ -195,7 +208,7 @@ def quantize_export(export_dir: Path, out: Path, data: Path, options: QuantizeOp
         report = {
             "precision": options.precision,
             "recipe": options.recipe.to_dict(),
-            "calibration": {"objects": len(calibration.rows), "split": options.calib_split, "crop": options.crop},
+            "calibration": {"objects": len(calibration.rows), "split": options.calib_split, "crop": preprocessing.crop},
             **_measure(bench, chosen, splits, fp32_scores, loader, options),
             **details,
         }

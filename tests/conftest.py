@@ -81,10 +81,11 @@ def make_model_artifact(directory: Path, name: str, kwargs: dict, seed: int = 0)
     """A random-initialised zoo model saved as a medkd model artifact."""
     import torch
 
-    from medkd.zoo import create_model, save_model_artifact
+    from medkd.zoo import create_model, default_preprocessing, save_model_artifact
 
     torch.manual_seed(seed)
-    save_model_artifact(create_model(name, **kwargs), directory, name=name, kind="model", model_kwargs=kwargs)
+    model, preprocessing = create_model(name, **kwargs), default_preprocessing(name, kwargs)
+    save_model_artifact(model, directory, name=name, kind="model", model_kwargs=kwargs, preprocessing=preprocessing)
     return directory
 
 

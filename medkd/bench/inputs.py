@@ -47,7 +47,7 @@ def _dims(shape: list[Any], batch: int, name: str) -> list[int]:
 
 
 def onnx_feeds(specs: list[dict[str, Any]], batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Inputs for a graph from its input specs (``medkd.export.layout.tensor_specs``): batch on the first
+    """Inputs for a graph from its input specs (``medkd.runtime.layout.tensor_specs``): batch on the first
     dynamic axis, SAM's decoder inputs filled with a box prompt on the embedding's model size."""
     shapes = {spec["name"]: _dims(spec["shape"], batch, spec["name"]) for spec in specs}
     grid = shapes["image_embeddings"][-1] if "image_embeddings" in shapes else None

@@ -10,7 +10,7 @@ Typical use::
 
     result = pack_bundle(Path("runs/stand-in"), Path("litemedsam.medkd"), PackOptions("jetson-orin", key=Path("vendor.pem")))
     verification = verify_bundle(Path("litemedsam.medkd"), pubkey="vendor.pem.pub")
-    segmenter = load_bundle_segmenter(Path("litemedsam.medkd"))   # then medkd.export.segment.segment_image
+    segmenter = load_bundle_segmenter(Path("litemedsam.medkd"))   # then medkd.runtime.segment.segment_image
 """
 
 from medkd.bundle.compatibility import Check

@@ -36,6 +36,19 @@ def _accuracy(entry: AccuracyEntry) -> list[str]:
     return [title, "", *_table(["dataset", "objects", *(label for _, label in columns)], rows), ""]
 
 
+def _preprocessing(spec: dict[str, Any]) -> list[str]:
+    """The preprocessing every variant runs with and its accuracy was measured with, in words."""
+    crop = "none (the whole image)"
+    if spec["crop"] == "box":
+        crop = f"box (square window of {spec['context']:g} x the box's longer side, at least {spec['min_side']} px, around the box prompt)"
+    summary = (
+        f"Preprocessing (recorded at training, used for the metrics below): normalization {spec['normalization']}, "
+        f"resize {spec['resize']}, input size {spec['input_size']} px, crop {crop}, mask logits {spec['mask_size']} px."
+    )
+    rules = [f"- {key}: {value}" for key, value in spec.get("rules", {}).items()]
+    return [summary, "", *rules]
+
+
 def _device_name(device: Any) -> str:
     """The GPU's name, else the CPU's model, of a benchmark's ``device`` record."""
     for key in ("gpu", "cpu"):
@@ -127,7 +140,7 @@ def render_model_card(manifest: BundleManifest) -> str:
     graphs = manifest.variants[0].graphs
     lines += ["", "## Inputs and outputs", ""]
     lines += [f"- `{g.name}`: in {_tensors(g.inputs)}; out {_tensors(g.outputs)}" for g in graphs]
-    lines += ["", "Preprocessing:", ""] + [f"- {key}: {value}" for key, value in manifest.preprocessing.items()]
+    lines += ["", *_preprocessing(manifest.preprocessing)]
     lines += ["", f"Prompts: {manifest.prompts.get('format')}", ""]
     lines += ["## Training and evaluation data", ""]
     for dataset in manifest.data:

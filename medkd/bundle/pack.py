@@ -16,7 +16,7 @@ import io
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from medkd import __version__
 from medkd.artifacts import MANIFEST_NAME, atomic_path
@@ -40,6 +40,7 @@ from medkd.bundle.targets import get_target
 from medkd.bundle.variants import PlannedVariant, find_artifacts, plan_variants
 from medkd.data.progress import track
 from medkd.errors import BadInput
+from medkd.zoo import recorded_preprocessing
 
 BUNDLE_SUFFIX = ".medkd"
 
@@ -136,6 +137,21 @@ def _model_info(planned: list[PlannedVariant], model_id: str, options: PackOptio
     )
 
 
+def _preprocessing(planned: list[PlannedVariant]) -> dict[str, Any]:
+    """The preprocessing spec every variant's layout records (an old layout: its architecture's
+    default, warned); variants exported with different preprocessing are refused."""
+    specs = {}
+    for item in planned:
+        layout = item.source.manifest.config["export"]
+        model = layout["model"]
+        specs[item.variant.name] = recorded_preprocessing(layout.get("preprocessing"), model["name"], model.get("kwargs", {}), str(item.source.directory))
+    first = next(iter(specs.values()))
+    differing = [name for name, spec in specs.items() if spec != first]
+    if differing:
+        raise BadInput(f"variants {', '.join(differing)} record other preprocessing than {planned[0].variant.name}: pack them separately")
+    return first.to_dict()
+
+
 def pack_bundle(run: Path, out: Path, options: PackOptions) -> PackResult:
     """Pack ``run``'s variants for ``options.target`` into ``out`` (``NAME.medkd``)."""
     target = get_target(options.target)
@@ -161,7 +177,7 @@ def pack_bundle(run: Path, out: Path, options: PackOptions) -> PackResult:
             medkd=__version__,
             model=_model_info(planned, options.model_id or out.name.removesuffix(BUNDLE_SUFFIX), options),
             target=target.info(),
-            preprocessing=first_layout["preprocessing"],
+            preprocessing=_preprocessing(planned),
             prompts=first_layout["prompts"],
             variants=[p.variant for p in planned],
             provenance=chain.nodes,

@@ -12,6 +12,7 @@ from medkd.cli.output import stdout_console
 from medkd.data import ArrayCache, RowLoader, default_cache_dir, load_manifest
 from medkd.data.datasets import PROMPTS
 from medkd.data.manifest import ManifestRow
+from medkd.data.preprocessing import parse_crop
 from medkd.errors import BadInput
 from medkd.evaluation import build_report, evaluate, summary_table, write_report
 from medkd.runtime import load_segmenter
@@ -54,6 +55,7 @@ def eval_command(
 ) -> None:
     """Evaluate a model on a manifest split: metrics JSON plus a table per dataset and modality."""
     _choice(prompt, PROMPTS, "--prompt")
+    parse_crop(crop)
     manifest = load_manifest(data, data_root)
     rows = manifest.select(split, dataset or None)
     if limit is not None:

@@ -28,7 +28,7 @@ def quantize_command(
     max_dsc_drop: float = typer.Option(None, help="Largest allowed validation DSC drop against FP32 (0.01 = 1 point); reverts sensitive blocks."),
     gate_samples: int = typer.Option(16, min=1, help="Validation objects of the DSC gate and the sensitivity sweep."),
     test_samples: int = typer.Option(16, min=1, help="Test objects of the report."),
-    crop: str = typer.Option("none", help="none or box: the preprocessing the model was trained with."),
+    crop: str = typer.Option(None, help="none or box: overrides the crop the export was trained with (default: its own; a different one warns)."),
     keep_float: list[str] = typer.Option(None, "--keep-float", help="Block or node name to keep in float (repeatable)."),
     graphs: str = typer.Option("", help="Graphs to quantize, e.g. encoder (default: all; decoder_trt follows decoder); the others stay FP32."),
     sensitivity: bool = typer.Option(False, "--sensitivity", help="Run the one-block-at-a-time sweep even if the gate holds."),

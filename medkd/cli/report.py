@@ -13,7 +13,7 @@ def report_command(
     data: Path = typer.Option(None, "--data", "-d", help="Data manifest for the mask panels (default: the one the artifacts name)."),
     split: str = typer.Option("test", help="Split the sample objects come from (or all)."),
     per_modality: int = typer.Option(1, min=1, help="Sample objects per modality."),
-    crop: str = typer.Option("auto", help="auto (as the run trained), none or box."),
+    crop: str = typer.Option(None, help="Override the crop each model was trained with (none or box) for the mask panels."),
     bench: list[Path] = typer.Option(None, "--bench", help="More benchmark results JSON to include (repeatable)."),
 ) -> None:
     """Write a static HTML report: provenance, accuracy, latency, latency-vs-DSC plot, masks."""

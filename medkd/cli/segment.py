@@ -20,6 +20,7 @@ def segment_command(
     point: list[str] = typer.Option(None, "--point", help="x,y[,label] (label 1 object, 0 background); repeatable."),
     slice_index: int = typer.Option(None, "--slice", help="Slice of a volume (NIfTI array axis 2)."),
     modality: str = typer.Option("unknown", help="Modality as in the manifest (CT windows Hounsfield units; others clip percentiles)."),
+    crop: str = typer.Option(None, help="none or box: overrides the crop the model was trained with (default: its own; a different one warns)."),
 ) -> None:
     """Segment one object with eval's exact pre- and post-processing and write its mask."""
     from medkd.runtime import load_segmenter
@@ -46,6 +47,6 @@ def segment_command(
         segmenter = load_bundle_segmenter(bundle, variant)
     else:
         segmenter = load_segmenter(model, None, "auto")
-    mask = segment_image(segmenter, rgb, None if box is None else parse_box(box), points, labels)
+    mask = segment_image(segmenter, rgb, None if box is None else parse_box(box), points, labels, crop)
     write_mask(mask, out, image, slice_index)
     typer.echo(f"wrote {out}: {int(mask.sum())} of {mask.size} pixels")

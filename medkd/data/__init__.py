@@ -11,16 +11,19 @@ Conventions every stage relies on:
   inputs runs in ``SamPredictor`` unchanged when given the uint8 image of ``RowLoader.image``.
 - ``crop="box"`` (a window of twice the box's longer side, at least 64 px) keeps small structures
   visible at 256 px; its inverse pastes the prediction back into the original frame.
+- :class:`Preprocessing` is all of that as one value, recorded with every model artifact.
 
 Typical use::
 
     manifest = load_manifest("data.jsonl")
     loader = RowLoader(manifest, ArrayCache(default_cache_dir()))
-    dataset = ObjectDataset(manifest.select("train"), loader, input_size=256, train=True, crop="box")
+    preprocessing = Preprocessing(input_size=256, mask_size=64, crop="box")
+    dataset = ObjectDataset(manifest.select("train"), loader, preprocessing, train=True)
 """
 
 from medkd.data.cache import ArrayCache, default_cache_dir
 from medkd.data.datasets import ObjectDataset, geometry_of, make_loader
+from medkd.data.preprocessing import Preprocessing, PreprocessingWarning
 from medkd.data.geometry import (
     PIXEL_MEAN,
     PIXEL_STD,
@@ -45,6 +48,8 @@ from medkd.data.synth import make_synthetic
 
 __all__ = [
     "PIXEL_MEAN",
+    "Preprocessing",
+    "PreprocessingWarning",
     "PIXEL_STD",
     "ArrayCache",
     "DataManifest",

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from medkd.data.geometry import CropMode, Geometry, plan_geometry
+from medkd.data.geometry import Geometry
 from medkd.data.loading import RowLoader
 from medkd.data.manifest import ManifestRow
+from medkd.data.preprocessing import Preprocessing
 from medkd.data.prompts import centre_point, jitter_box, jitter_for, sample_points
 
 PromptKind = Literal["box", "point"]
@@ -40,17 +41,16 @@ class ObjectDataset(Dataset):
         self,
         rows: list[ManifestRow],
         loader: RowLoader,
-        input_size: int,
+        preprocessing: Preprocessing,
         train: bool = False,
-        crop: CropMode = "none",
         seed: int = 0,
         points: tuple[int, int] = (1, 0),
     ) -> None:
         self.rows = rows
         self.loader = loader
-        self.input_size = input_size
+        self.preprocessing = preprocessing
+        self.input_size = preprocessing.input_size
         self.train = train
-        self.crop = crop
         self.seed = seed
         self.points = points
         self.epoch = 0
@@ -71,7 +71,7 @@ class ObjectDataset(Dataset):
             for axis in (0, 1):
                 if rng.random() < 0.5:
                     image, mask, box = _flip(image, mask, box, axis)
-        geometry = plan_geometry(mask.shape, self.input_size, self.crop, box)
+        geometry = self.preprocessing.plan(mask.shape, box)
         model_box = geometry.boxes_to_model(box[None])[0]
         if self.train:
             model_box = jitter_box(model_box, jitter_for(self.input_size), geometry.resized_size, rng)
@@ -90,9 +90,10 @@ class ObjectDataset(Dataset):
         }
 
 
-def geometry_of(item: dict[str, torch.Tensor], input_size: int) -> Geometry:
+def geometry_of(item: dict[str, torch.Tensor], preprocessing: Preprocessing) -> Geometry:
     """The geometry of a (non-batched) dataset item, to map predictions back to original pixels."""
-    return Geometry(tuple(item["original_size"].tolist()), tuple(item["region"].tolist()), input_size)
+    region = tuple(item["region"].tolist())
+    return Geometry(tuple(item["original_size"].tolist()), region, preprocessing.input_size, preprocessing.resize, preprocessing.normalization)
 
 
 def make_loader(

@@ -109,10 +109,8 @@ class Preprocessing:
 
     def with_crop(self, crop: str | None, *, source: str = "") -> Preprocessing:
         """This spec with ``crop`` overriding the trained one (``None`` keeps it); warns when they differ."""
-        if crop is None or crop == self.crop:
+        if parse_crop(crop) is None or crop == self.crop:
             return self
-        if crop not in CROP_MODES:
-            raise BadInput(f"--crop must be one of {', '.join(CROP_MODES)}, not '{crop}'")
         warnings.warn(
             f"{source or 'the model'} was trained with crop '{self.crop}' and is run with crop '{crop}': "
             "its recorded accuracy does not apply",
@@ -156,6 +154,13 @@ class Preprocessing:
 
 class PreprocessingWarning(UserWarning):
     """A model is run with other preprocessing than it was trained with, or with a guessed one."""
+
+
+def parse_crop(crop: str | None) -> str | None:
+    """A ``--crop`` value: ``None`` (as trained), ``none`` or ``box``; ``BadInput`` otherwise."""
+    if crop is not None and crop not in CROP_MODES:
+        raise BadInput(f"--crop must be one of {', '.join(CROP_MODES)}, not '{crop}'")
+    return crop
 
 
 def is_spec(values: object) -> bool:

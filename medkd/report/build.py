@@ -11,26 +11,13 @@ from typing import Any
 from medkd import __version__
 from medkd.bench.tables import ENTRY_COLUMNS, entry_cells, is_numeric
 from medkd.data import load_manifest
-from medkd.data.geometry import CROP_MODES
+from medkd.data.preprocessing import Preprocessing, parse_crop
 from medkd.errors import BadInput
 from medkd.report import html
 from medkd.report.masks import build_panels, model_columns
 from medkd.report.plot import latency_dsc_png, plottable
 from medkd.report.points import Point, collect_points
 from medkd.report.run import RunContents, provenance_rows, resolve_input, scan_run
-
-CONFIG_SECTIONS = ("adapt", "distill", "quantization")
-
-
-def run_crop(contents: RunContents) -> str:
-    """The crop mode the run's models were trained or quantized with (``none`` if none says)."""
-    for artifact in contents.artifacts:
-        for section in CONFIG_SECTIONS:
-            crop = (artifact.manifest.config.get(section) or {}).get("crop")
-            if crop in CROP_MODES:
-                return crop
-    return "none"
-
 
 def run_data_manifest(contents: RunContents) -> Path | None:
     """The first data manifest named by an artifact's inputs that is found here."""
@@ -122,36 +109,41 @@ def tradeoff_section(points: list[Point], title: str) -> str:
     )
 
 
-def masks_section(contents: RunContents, data: Path | None, split: str, per_modality: int, crop: str) -> str:
+def _described(preprocessing: Preprocessing) -> str:
+    crop = f"box crops ({preprocessing.context:g}x the box, at least {preprocessing.min_side} px)" if preprocessing.crop == "box" else "whole image"
+    return f"{preprocessing.input_size} px, {preprocessing.resize} resize, {preprocessing.normalization} normalisation, {crop}"
+
+
+def masks_section(contents: RunContents, data: Path | None, split: str, per_modality: int, crop: str | None) -> str:
     columns = model_columns(contents.artifacts)
     if not columns:
         return html.paragraph("No model artifact (teacher, student, INT8 export) to show masks of.")
     if data is None:
         return html.paragraph("No data manifest found through the artifacts' inputs: pass --data MANIFEST to show masks.")
-    panels = build_panels(load_manifest(data), columns, split, per_modality, crop)  # type: ignore[arg-type]
-    intro = html.paragraph(f"{split} objects of {data.name}, ground-truth box prompts, crop {crop}: " + ", ".join(c.label for c in columns) + ".")
+    panels, used = build_panels(load_manifest(data), columns, split, per_modality, crop)
+    described = "; ".join(f"{label}: {_described(spec)}" for label, spec in used.items())
+    source = "as each model was trained (its recorded preprocessing)" if crop is None else f"crop overridden to {crop}"
+    intro = html.paragraph(f"{split} objects of {data.name}, ground-truth box prompts, {source}. {described}.")
     figures = "".join(html.image(p.png, f"masks for {p.row_id}", f"{p.modality}: " + ", ".join(f"{k} DSC {v:.3f}" for k, v in p.dsc.items())) for p in panels)
     return intro + figures
 
 
 def build_report(
-    run: Path, data: Path | None = None, split: str = "test", per_modality: int = 1, crop: str = "auto", bench: Sequence[Path] = ()
+    run: Path, data: Path | None = None, split: str = "test", per_modality: int = 1, crop: str | None = None, bench: Sequence[Path] = ()
 ) -> tuple[str, dict[str, Any]]:
-    """The HTML page for ``run`` and a summary of what it shows."""
-    if crop not in ("auto", *CROP_MODES):
-        raise BadInput(f"--crop must be auto, {' or '.join(CROP_MODES)}, not '{crop}'")
+    """The HTML page for ``run`` and a summary of what it shows (``crop`` overrides each model's own)."""
+    parse_crop(crop)
     if data is not None and not data.is_file():
         raise BadInput(f"{data} does not exist")
     contents = scan_run(run, list(bench))
     points = collect_points(contents)
-    chosen_crop = run_crop(contents) if crop == "auto" else crop
     manifest = data or run_data_manifest(contents)
     sections = [
         ("provenance", "Provenance", provenance_section(contents)),
         ("accuracy", "Accuracy", accuracy_section(points)),
         ("latency", "Latency", latency_section(contents)),
         ("tradeoff", "Latency against DSC", tradeoff_section(points, f"{run.name}: latency against DSC")),
-        ("masks", "Masks", masks_section(contents, manifest, split, per_modality, chosen_crop)),
+        ("masks", "Masks", masks_section(contents, manifest, split, per_modality, crop)),
     ]
     generated = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     counts = f"{len(contents.artifacts)} artifacts, {len(contents.evals)} eval reports, {len(contents.bench)} benchmark results"

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 
 from medkd.data import ArrayCache, RowLoader, crop_region
-from medkd.data.geometry import CropMode
+from medkd.data.preprocessing import Preprocessing
 from medkd.data.manifest import DataManifest, ManifestRow
 from medkd.runtime import load_segmenter
 from medkd.evaluation.runner import _predict
@@ -96,14 +96,19 @@ def panel_png(image: np.ndarray, truth: np.ndarray, box: np.ndarray, predictions
     return figure_png(figure, dpi=80)
 
 
-def build_panels(manifest: DataManifest, columns: list[Column], split: str, per_modality: int, crop: CropMode) -> list[Panel]:
-    """One panel per sample object, every column's model predicting it."""
+def build_panels(
+    manifest: DataManifest, columns: list[Column], split: str, per_modality: int, crop: str | None = None
+) -> tuple[list[Panel], dict[str, Preprocessing]]:
+    """One panel per sample object, every column's model predicting it with its own preprocessing
+    (``crop`` overrides the trained crop); also the preprocessing each column ran with."""
     rows = modality_rows(manifest, split, per_modality)
     loader = RowLoader(manifest, ArrayCache(None))
     masks: dict[str, dict[str, np.ndarray]] = {}
+    used: dict[str, Preprocessing] = {}
     for column in columns:
         segmenter = load_segmenter(str(column.artifact.path), device="cpu")
-        masks[column.label] = {row.id: _predict(segmenter, [[row]], loader, "box", segmenter.preprocessing.with_crop(crop, source=column.label), {})[row.id] for row in rows}
+        used[column.label] = segmenter.preprocessing.with_crop(crop, source=column.label)
+        masks[column.label] = {row.id: _predict(segmenter, [[row]], loader, "box", used[column.label], {})[row.id] for row in rows}
     panels = []
     for row in rows:
         truth = loader.mask(row)
@@ -111,4 +116,4 @@ def build_panels(manifest: DataManifest, columns: list[Column], split: str, per_
         caption = f"{row.modality}: {row.dataset} {Path(row.image).name}" + (f" slice {row.slice}" if row.slice is not None else "")
         png = panel_png(loader.image(row), truth, np.asarray(row.box), predictions, caption)
         panels.append(Panel(row.modality, row.id, png, {label: dsc for label, _, dsc in predictions}))
-    return panels
+    return panels, used

@@ -6,6 +6,6 @@ Evaluation, quantization, benchmarks and bundles use it; ``medkd.export`` only w
 """
 
 from medkd.runtime.prompts import Prompts
-from medkd.runtime.segmenter import Segmenter, load_segmenter
+from medkd.runtime.segmenter import Segmenter, load_segmenter, wrap_module
 
-__all__ = ["Prompts", "Segmenter", "load_segmenter"]
+__all__ = ["Prompts", "Segmenter", "load_segmenter", "wrap_module"]

@@ -2,24 +2,28 @@
 
 ``describe(...)`` builds the ``config.export`` section of the export manifest, which runtimes (and the
 bundle stage) read instead of guessing: graph files with input / output names, shapes (symbolic
-dimensions as names) and dtypes, opset, the preprocessing that makes model inputs, the prompt format,
-and the TensorRT optimization profiles (min / opt / max shape per dynamic input).
+dimensions as names) and dtypes, opset, the preprocessing spec the model was trained with
+(``Preprocessing.to_dict()``), the prompt format, and the TensorRT optimization profiles (min / opt /
+max shape per dynamic input). Every ONNX graph also carries the spec and the prompt format in its own
+``metadata_props`` (``medkd.preprocessing``, ``medkd.prompts``: JSON), so the file alone is enough.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import onnx
 
-from medkd.artifacts import read_manifest
-from medkd.data.geometry import PIXEL_MEAN, PIXEL_STD
+from medkd.artifacts import atomic_path, read_manifest
+from medkd.data.preprocessing import METADATA_KEY, Preprocessing
 from medkd.errors import BadInput
 
 EXPORT_KIND = "export"
+PROMPTS_KEY = "medkd.prompts"
 SAM_PROMPTS = (
-    "points (N, P, 2) x, y in model pixels (after the longest-side resize) with labels (N, P): 1 foreground, "
+    "points (N, P, 2) x, y in model pixels (the image, or its crop window, after the preprocessing's resize) with labels (N, P): 1 foreground, "
     "0 background, 2 / 3 box top-left / bottom-right corner, -1 padding; without a box add one padding "
     "point (0, 0, -1), as SamOnnxModel clients do"
 )
@@ -49,17 +53,30 @@ def graph_entry(path: Path, files: list[str]) -> dict[str, Any]:
     }
 
 
-def preprocessing(input_size: int) -> dict[str, Any]:
+def graph_metadata(layout: dict[str, Any]) -> dict[str, str]:
+    """The ``metadata_props`` every ONNX graph of ``layout`` carries: its preprocessing and prompt format (JSON)."""
     return {
-        "input_size": input_size,
-        "channels": "RGB uint8 after MedSAM intensity normalisation (CT window 40/400, else 0.5-99.5 percentiles)",
-        "resize": "longest side to input_size (segment_anything ResizeLongestSide, PIL bilinear)",
-        "pixel_mean": list(PIXEL_MEAN),
-        "pixel_std": list(PIXEL_STD),
-        "padding": "zeros, bottom and right, to input_size x input_size (after normalisation)",
-        "crop": "none",
-        "layout": "NCHW float32",
+        METADATA_KEY: json.dumps(layout["preprocessing"], sort_keys=True),
+        PROMPTS_KEY: json.dumps(layout["prompts"], sort_keys=True),
     }
+
+
+def stamp_metadata(source: Path, metadata: dict[str, str], target: Path | None = None) -> None:
+    """Write ``source`` with ``metadata`` set in its ``metadata_props`` to ``target`` (default: in place),
+    atomically; external weights stay where they are (a ``target`` beside ``source``)."""
+    model = onnx.load(str(source), load_external_data=False)
+    kept = [p for p in model.metadata_props if p.key not in metadata]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    with atomic_path(target or source) as tmp:
+        onnx.save_model(model, str(tmp))
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """An ONNX file's ``metadata_props`` as a dict."""
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
 def read_layout(directory: str | Path) -> dict[str, Any]:
@@ -71,10 +88,10 @@ def read_layout(directory: str | Path) -> dict[str, Any]:
     return layout
 
 
-def base_layout(name: str, family: str, kwargs: dict[str, Any], grid: int | None, size: int, source: str, point_slots: int) -> dict[str, Any]:
-    """The parts of a layout every export format shares: model, preprocessing and prompt format."""
+def base_layout(name: str, family: str, kwargs: dict[str, Any], grid: int | None, preprocessing: Preprocessing, source: str, point_slots: int) -> dict[str, Any]:
+    """The parts of a layout every export format shares: model, preprocessing spec and prompt format."""
     return {
         "model": {"name": name, "family": family, "kwargs": kwargs, "embedding_grid": grid, "source": source},
-        "preprocessing": preprocessing(size),
+        "preprocessing": preprocessing.to_dict(),
         "prompts": {"format": UNET_PROMPTS if family == "unet" else SAM_PROMPTS, "point_slots": None if family == "unet" else point_slots},
     }

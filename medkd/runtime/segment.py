@@ -1,8 +1,9 @@
 """``medkd segment``: one image (or NIfTI slice), box / point prompts, one mask file.
 
 The image goes through exactly ``medkd eval``'s steps: MedSAM intensity normalisation (by modality),
-three channels, the model geometry (longest-side resize, normalise, pad), prompts mapped to model
-pixels, the segmenter, and logits mapped back to original pixels and thresholded at 0. Masks are
+three channels, the model's own preprocessing (its crop window around the box for a model trained
+with ``crop: box``, resize, normalise, pad), prompts mapped to model pixels, the segmenter, and logits
+mapped back to original pixels and thresholded at 0. Masks are
 written as PNG (0 / 255) or NIfTI (``.nii.gz``; for a NIfTI slice the source affine, one slice thick).
 """
 
@@ -15,7 +16,6 @@ import numpy as np
 from PIL import Image
 
 from medkd.artifacts import atomic_path
-from medkd.data.geometry import plan_geometry
 from medkd.data.intensity import normalize_intensity, to_rgb
 from medkd.data.readers import DEFAULT_AXIS, read_image, suffix_of
 from medkd.errors import BadInput
@@ -39,11 +39,17 @@ def load_slice(path: Path, modality: str, slice_index: int | None, axis: int = D
     return to_rgb(normalized)
 
 
-def segment_image(segmenter, rgb: np.ndarray, box: np.ndarray | None, points: np.ndarray | None, labels: np.ndarray | None) -> np.ndarray:
-    """Binary ``(H, W)`` mask for one object of ``rgb`` (eval's pre- and post-processing, crop none)."""
+def segment_image(
+    segmenter, rgb: np.ndarray, box: np.ndarray | None, points: np.ndarray | None, labels: np.ndarray | None, crop: str | None = None
+) -> np.ndarray:
+    """Binary ``(H, W)`` mask for one object of ``rgb`` (eval's pre- and post-processing with the
+    segmenter's preprocessing; ``crop`` overrides its trained crop, with a warning when different)."""
     if box is None and points is None:
         raise BadInput("give a --box or at least one --point")
-    geometry = plan_geometry(rgb.shape[:2], segmenter.input_size)
+    preprocessing = segmenter.preprocessing.with_crop(crop, source=segmenter.source)
+    if preprocessing.crop == "box" and box is None:
+        raise BadInput(f"{segmenter.source} runs with crop 'box' (the window around the object's box): give a --box, or --crop none")
+    geometry = preprocessing.plan(rgb.shape[:2], box)
     prompts = Prompts(
         boxes=None if box is None else geometry.boxes_to_model(box[None]),
         point_coords=None if points is None else geometry.points_to_model(points)[None],

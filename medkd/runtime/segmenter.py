@@ -74,6 +74,11 @@ class Segmenter:
         return self.module(inputs)[:, 0]
 
 
+def wrap_module(module: nn.Module, name: str, preprocessing: Preprocessing, device: torch.device) -> Segmenter:
+    """A live (training) model of zoo architecture ``name`` as a segmenter running ``preprocessing``."""
+    return Segmenter(name, get_spec(name).family, preprocessing.input_size, module.eval().to(device), name, device, preprocessing)
+
+
 EXPORTED_SUFFIXES = (".pt2", ".plan")
 
 

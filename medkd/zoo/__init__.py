@@ -8,7 +8,7 @@ from medkd.zoo.artifact import (
     save_model_artifact,
 )
 from medkd.zoo.checkpoints import load_checkpoint, packaged_checkpoint, read_state_dict
-from medkd.zoo.defaults import default_preprocessing, model_preprocessing, recorded_preprocessing
+from medkd.zoo.defaults import default_preprocessing, model_preprocessing, recorded_preprocessing, trained_preprocessing
 from medkd.zoo.profile import ModelProfile, profile_model
 from medkd.zoo.registry import CheckpointInfo, ModelSpec, get_spec, list_models, split_model_ref
 
@@ -30,4 +30,5 @@ __all__ = [
     "recorded_preprocessing",
     "save_model_artifact",
     "split_model_ref",
+    "trained_preprocessing",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,13 @@ def default_preprocessing(name: str, kwargs: dict[str, Any] | None = None) -> Pr
         return Preprocessing(size, size, spec.normalization, spec.resize)
     grid = int(arguments.get("embedding_grid") or size // 16)
     return Preprocessing(size, 4 * grid, spec.normalization, spec.resize, embedding_grid=grid)
+
+
+def trained_preprocessing(name: str, kwargs: dict[str, Any], crop: str, checkpoint: str | None = None) -> Preprocessing:
+    """What a model of ``name`` trains with here: its starting artifact's (or architecture's) spec with ``crop``."""
+    start = Path(checkpoint) if checkpoint else None
+    base = model_preprocessing(start) if start is not None and start.is_dir() else default_preprocessing(name, kwargs)
+    return replace(base, crop=crop)  # type: ignore[arg-type]
 
 
 def recorded_preprocessing(recorded: object, name: str, kwargs: dict[str, Any], source: str) -> Preprocessing:

@@ -6,6 +6,7 @@ import io
 import json
 import tarfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,16 +15,31 @@ from medkd.runtime.layout import read_layout
 from medkd.artifacts import Manifest, as_input, hash_files, write_manifest
 from medkd.bundle.signing import generate_keypair
 from medkd.cli import run
-from tests.conftest import TINY_SAM, TINY_UNET, make_model_artifact
+from tests.conftest import TINY_UNET
 from tests.export.conftest import export_onnx
 
 Members = list[tuple[tarfile.TarInfo, bytes | None]]
+# The reference recipe's SAM student (recipes/litemedsam.yaml), shrunk: 64 px, a 4 x 4 embedding grid.
+TINY_TINYVIT = {"img_size": 64, "embedding_grid": 4}
+
+
+def box_crop_student(directory: Path, name: str, kwargs: dict, seed: int = 0) -> Path:
+    """A random-initialised zoo model saved as a model artifact that records training with ``crop: box``
+    (as the reference recipe's students are trained)."""
+    import torch
+
+    from medkd.zoo import create_model, default_preprocessing, save_model_artifact
+
+    torch.manual_seed(seed)
+    spec = replace(default_preprocessing(name, kwargs), crop="box")
+    save_model_artifact(create_model(name, **kwargs), directory, name=name, kind="model", model_kwargs=kwargs, preprocessing=spec)
+    return directory
 
 
 def make_run(directory: Path, name: str, kwargs: dict, data: Path, bench: bool = False) -> Path:
-    """RUN/student (random weights), RUN/export (validated on ``data``), RUN/eval-export.json and,
-    with ``bench``, RUN/bench-ort.json (ONNX Runtime latency of the export)."""
-    student = make_model_artifact(directory / "student", name, kwargs)
+    """RUN/student (random weights, trained with box crops), RUN/export (validated on ``data``),
+    RUN/eval-export.json and, with ``bench``, RUN/bench-ort.json (ONNX Runtime latency of the export)."""
+    student = box_crop_student(directory / "student", name, kwargs)
     export = export_onnx(student, directory / "export", data)
     report = directory / "eval-export.json"
     assert run(["eval", "--model", str(export), "--data", str(data), "--split", "test", "--out", str(report), "--no-cache"]) == 0
@@ -39,7 +55,7 @@ def unet_run(ct_manifest, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def sam_run(ct_manifest, tmp_path_factory) -> Path:
-    return make_run(tmp_path_factory.mktemp("sam-run"), "sam-vit-stand-in", TINY_SAM, ct_manifest)
+    return make_run(tmp_path_factory.mktemp("sam-run"), "tinyvit-256", TINY_TINYVIT, ct_manifest)
 
 
 @pytest.fixture(scope="session")

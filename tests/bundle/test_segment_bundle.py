@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,30 +16,53 @@ from medkd.cli import run
 from medkd.data import ArrayCache, RowLoader, load_manifest
 from medkd.runtime import load_segmenter
 from medkd.evaluation.runner import _predict
-from tests.bundle.conftest import pack, rewrite
+from tests.bundle.conftest import pack, read_members, rewrite
 
 pytestmark = pytest.mark.data
 
 
-def _segment(source: list[str], image, box: str, out) -> np.ndarray:
-    assert run(["segment", *source, "--image", str(image), "--box", box, "--modality", "CT", "--out", str(out)]) == 0
+def _segment(source: list[str], image, box: str, out, *extra: str) -> np.ndarray:
+    assert run(["segment", *source, "--image", str(image), "--box", box, "--modality", "CT", "--out", str(out), *extra]) == 0
     return np.asarray(Image.open(out)) > 0
 
 
-@pytest.mark.parametrize(("run_fixture", "rows"), [("sam_run", (3,)), ("unet_run", (3, 20))])
-def test_bundle_mask_equals_eval_and_export_masks(run_fixture, rows, request, ct_manifest, signing_key, tmp_path):
+@pytest.mark.parametrize(("run_fixture", "rows", "card_line"), [
+    ("sam_run", (3,), "normalization sam, resize longest, input size 64 px, crop box (square window of 2 x the box's longer side, at least 64 px"),
+    ("unet_run", (3, 20), "normalization sam, resize longest, input size 256 px, crop box (square window of 2 x the box's longer side, at least 64 px"),
+])
+def test_bundle_mask_equals_eval_with_the_trained_box_crop(run_fixture, rows, card_line, request, ct_manifest, signing_key, tmp_path, capsys):
+    """The reference recipe's students (tinyvit-256, U-Net) trained with ``crop: box``: ``medkd segment
+    --bundle`` runs that crop by itself, matching eval's masks, and the model card names it."""
     run_dir = request.getfixturevalue(run_fixture)
     bundle = pack(run_dir, tmp_path / "model.medkd", "x86-cpu", "--sign", str(signing_key))
+    card = {info.name: data for info, data in read_members(bundle)}["MODEL_CARD.md"].decode()
+    assert card_line in card and "crop box" in card
     manifest = load_manifest(ct_manifest)
     loader = RowLoader(manifest, ArrayCache(None))
+    segmenter = load_segmenter(str(run_dir / "export"), None, "cpu")
+    assert segmenter.preprocessing.crop == "box"
     for row in (manifest.rows[i] for i in rows):
         image, box = manifest.resolve(row.image), ",".join(str(v) for v in row.box)
         from_bundle = _segment(["--bundle", str(bundle)], image, box, tmp_path / "bundle.png")
         from_export = _segment(["--model", str(run_dir / "export")], image, box, tmp_path / "export.png")
-        segmenter = load_segmenter(str(run_dir / "export"), None, "cpu")
-        evaluated = _predict(segmenter, [[row]], loader, "box", segmenter.preprocessing, {row.id: loader.mask(row)})[row.id]
+        truths = {row.id: loader.mask(row)}
+        evaluated = _predict(segmenter, [[row]], loader, "box", segmenter.preprocessing, truths)[row.id]
+        whole_image = _predict(segmenter, [[row]], loader, "box", replace(segmenter.preprocessing, crop="none"), truths)[row.id]
         assert from_bundle.shape == (row.height, row.width) and from_bundle.any()
         assert np.array_equal(from_bundle, from_export) and np.array_equal(from_bundle, evaluated)
+        assert not np.array_equal(evaluated, whole_image)  # the crop matters: segment did not run the whole image
+        capsys.readouterr()
+        overridden = _segment(["--bundle", str(bundle)], image, box, tmp_path / "none.png", "--crop", "none")
+        assert "warning:" in (err := capsys.readouterr().err) and "trained with crop 'box' and is run with crop 'none'" in err
+        assert np.array_equal(overridden, whole_image)
+
+
+def test_points_only_prompts_with_a_box_crop_model_are_bad_input(sam_run, ct_manifest, tmp_path, capsys):
+    manifest = load_manifest(ct_manifest)
+    image = manifest.resolve(manifest.rows[3].image)
+    argv = ["segment", "--model", str(sam_run / "export"), "-i", str(image), "--point", "30,30", "--modality", "CT", "-o", str(tmp_path / "m.png")]
+    assert run(argv) == 2
+    assert "runs with crop 'box'" in capsys.readouterr().err
 
 
 def test_the_default_variant_is_onnx_fp32_here_and_a_named_one_is_used(unet_bundle):

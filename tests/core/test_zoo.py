@@ -8,7 +8,7 @@ from segment_anything import sam_model_registry
 
 from medkd.zoo import create_model, get_spec, list_models, profile_model
 
-EXPECTED = {"sam-vit-h", "sam-vit-l", "sam-vit-b", "medsam-vit-b", "mobilesam", "sam-vit-stand-in", "tinyvit", "tinyvit-256", "unet"}
+EXPECTED = {"sam-vit-h", "sam-vit-l", "sam-vit-b", "medsam-vit-b", "mobilesam", "litemedsam", "sam-vit-stand-in", "tinyvit", "tinyvit-256", "unet"}
 
 
 def shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:

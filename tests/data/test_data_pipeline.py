@@ -11,6 +11,7 @@ import torch
 import medkd.data.loading as loading
 from medkd.cli import run
 from medkd.data import (
+    Preprocessing,
     ArrayCache,
     ObjectDataset,
     RowLoader,
@@ -135,7 +136,8 @@ def test_prompts():
 def test_dataset_items_are_consistent_and_deterministic(synth, crop):
     rows = synth.select("train")
     loader = RowLoader(synth)
-    dataset = ObjectDataset(rows, loader, 64, train=True, crop=crop, seed=3, points=(2, 1))
+    preprocessing = Preprocessing(64, 16, crop=crop)
+    dataset = ObjectDataset(rows, loader, preprocessing, train=True, seed=3, points=(2, 1))
     item = dataset[5]
     assert item["image"].shape == (3, 64, 64) and item["mask"].shape == (1, 64, 64)
     assert item["point_coords"].shape == (3, 2) and item["point_labels"].tolist() == [1, 1, 0]
@@ -143,18 +145,18 @@ def test_dataset_items_are_consistent_and_deterministic(synth, crop):
     x0, y0, x1, y1 = item["box"].tolist()
     cols, rows_ = np.nonzero(mask.T)
     assert x0 <= cols.min() + 1 and y0 <= rows_.min() + 1 and x1 >= cols.max() - 1 and y1 >= rows_.max() - 1
-    again = ObjectDataset(rows, loader, 64, train=True, crop=crop, seed=3, points=(2, 1))[5]
+    again = ObjectDataset(rows, loader, preprocessing, train=True, seed=3, points=(2, 1))[5]
     assert all(torch.equal(item[k], again[k]) for k in item)
     dataset.set_epoch(1)
     assert any(not torch.equal(item[k], dataset[5][k]) for k in ("box", "point_coords", "image"))
-    geometry = geometry_of(item, 64)
+    geometry = geometry_of(item, preprocessing)
     back = geometry.mask_to_original(item["mask"][0].to(torch.uint8))
     assert back.shape == tuple(item["original_size"].tolist())
 
 
 def test_evaluation_items_are_unaugmented_and_batch(synth):
     rows = synth.select("val")
-    dataset = ObjectDataset(rows, RowLoader(synth), 64)
+    dataset = ObjectDataset(rows, RowLoader(synth), Preprocessing(64, 16))
     batch = next(iter(make_loader(dataset, batch_size=4, shuffle=True, seed=0)))
     assert batch["image"].shape == (4, 3, 64, 64) and batch["point_labels"].shape == (4, 1)
     order = [b["index"].tolist() for b in make_loader(dataset, batch_size=4, shuffle=True, seed=0)]

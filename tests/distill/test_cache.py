@@ -17,8 +17,11 @@ from medkd.distill.trainer import STATE_FILE, read_log
 
 from medkd.artifacts import read_manifest
 from medkd.cli import run
-from medkd.data import ArrayCache, RowLoader, load_manifest
+from medkd.data import ArrayCache, Preprocessing, RowLoader, load_manifest
 from tests.distill.test_distill_methods import TINY_TINYVIT, tiny_distill_args
+
+WHOLE = Preprocessing(64, 16)
+CROPPED = Preprocessing(64, 16, crop="box")
 
 
 def test_entries_round_trip_in_fp16_shards_and_verify(tmp_path: Path) -> None:
@@ -62,16 +65,16 @@ def test_keys_change_with_the_teacher_and_are_shared_by_objects_of_one_image(syn
     rows = manifest.select("train")
     loader = RowLoader(manifest, ArrayCache(None))
     teacher = {"name": "sam-vit-stand-in", "kwargs": {}, "weights_sha256": "a" * 64}
-    keys = TargetKeys.compute(rows, loader, teacher, "embedding", 64, "none").keys
-    assert keys == TargetKeys.compute(rows, loader, teacher, "embedding", 64, "none").keys
-    changed = TargetKeys.compute(rows, loader, {**teacher, "weights_sha256": "b" * 64}, "embedding", 64, "none").keys
+    keys = TargetKeys.compute(rows, loader, teacher, "embedding", WHOLE).keys
+    assert keys == TargetKeys.compute(rows, loader, teacher, "embedding", WHOLE).keys
+    changed = TargetKeys.compute(rows, loader, {**teacher, "weights_sha256": "b" * 64}, "embedding", WHOLE).keys
     assert not set(keys) & set(changed)
     per_image = {row.image_key: key for row, key in zip(rows, keys)}  # whole-image embeddings: one entry per image
     assert all(per_image[row.image_key] == key for row, key in zip(rows, keys))
     assert len(set(keys)) == len(per_image) < len(rows)
-    cropped = TargetKeys.compute(rows, loader, teacher, "embedding", 64, "box").keys
+    cropped = TargetKeys.compute(rows, loader, teacher, "embedding", CROPPED).keys
     assert len(set(cropped)) > len(per_image) and not set(cropped) & set(keys)
-    logits = TargetKeys.compute(rows, loader, teacher, "logits", 64, "box").keys
+    logits = TargetKeys.compute(rows, loader, teacher, "logits", CROPPED).keys
     assert not set(logits) & set(cropped)
 
 

@@ -64,6 +64,8 @@ def decoupled_student(tiny_teacher: Path, synth_manifest_train: Path, tmp_path_f
 def test_decoupled_student_is_the_teacher_decoder_on_a_distilled_encoder(decoupled_student: Path, tiny_teacher: Path) -> None:
     manifest = read_manifest(decoupled_student, kind="student")
     assert manifest.config["model"] == {"name": "tinyvit-256", "kwargs": {"img_size": 64, "embedding_grid": 4}}
+    recorded = manifest.config["preprocessing"]  # the recipe trains on box crops at the student's size
+    assert (recorded["crop"], recorded["input_size"], recorded["embedding_grid"], recorded["normalization"]) == ("box", 64, 4, "sam")
     cache = manifest.metrics["cache"]
     assert cache["hits"] == 0 and cache["misses"] == EmbeddingCache(cache["directory"]).info()["entries"] > 0
     log = read_log(decoupled_student / "kd")
@@ -127,6 +129,7 @@ def test_sam2unet_learns_soft_teacher_masks_with_a_box_channel(tiny_teacher: Pat
     assert run([*args, "--student-kwargs", TINY_UNET]) == 0
     manifest = read_manifest(tmp_path / "student", kind="student")
     assert manifest.config["model"]["name"] == "unet" and manifest.config["distill"]["crop"] == "box"
+    assert manifest.config["preprocessing"]["crop"] == "box" and manifest.config["preprocessing"]["mask_size"] == 256
     assert all(r["soft_loss"] > 0 and r["gt_loss"] > 0 for r in read_log(tmp_path / "student" / "kd"))
     segmenter = load_segmenter(str(tmp_path / "student"), device="cpu")
     assert segmenter.family == "unet" and next(m for m in segmenter.module.modules() if isinstance(m, torch.nn.Conv2d)).in_channels == 4

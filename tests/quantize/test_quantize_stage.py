@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 from medkd.export.check import check_onnx
-from medkd.runtime.layout import read_layout
+from medkd.runtime.layout import graph_metadata, read_layout, read_metadata
 from medkd.runtime.onnx_runtime import cpu_session
 from medkd.quantize.calibration import activation_ranges, amax
 from medkd.quantize.nodes import block_of, quantizable_nodes
@@ -77,6 +77,18 @@ def test_quantized_artifact_runs_in_eval_like_the_export(tiny_quant, ct_manifest
     assert run(["eval", "--model", str(tiny_quant), "--data", str(ct_manifest), "--split", "val", "--limit", "2", "--out", str(out)]) == 0
     summary = json.loads(out.read_text())["summary"]["overall"]
     assert summary["dsc"]["n"] == 2
+
+
+def test_the_int8_export_keeps_the_preprocessing_spec_in_its_layout_and_every_onnx_file(tiny_quant, tiny_export):
+    layout, source = read_layout(tiny_quant), read_layout(tiny_export)
+    assert layout["preprocessing"] == source["preprocessing"] and layout["preprocessing"]["version"] == 1
+    calibration = read_manifest(tiny_quant).metrics["quantization"]["calibration"]
+    assert calibration["crop"] == source["preprocessing"]["crop"] == "none"  # --crop not given: the export's own
+    for graph, entry in layout["graphs"].items():
+        metadata = read_metadata(tiny_quant / entry["file"])  # ONNX Runtime's quantizer adds its own keys
+        exported = read_metadata(tiny_export / source["graphs"][graph]["file"])
+        assert {k: metadata[k] for k in exported} == exported == graph_metadata(source)
+        assert json.loads(metadata["medkd.preprocessing"]) == source["preprocessing"]
 
 
 def test_calibration_cache_holds_the_measured_ranges(tiny_quant, tiny_export):

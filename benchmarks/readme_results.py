@@ -1,4 +1,5 @@
-"""The README's results table, generated from a results JSON of ``benchmarks/distill_results.py``.
+"""The README's results tables, generated from results JSON of ``benchmarks/distill_results.py`` and
+``benchmarks/litemedsam_zero_shot.py``.
 
     python benchmarks/readme_results.py            # rewrite the table in README.md from the JSON it names
     python benchmarks/readme_results.py --check    # exit 1 if README.md differs from the JSON
@@ -57,6 +58,38 @@ def results_table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+ZERO_SHOT_KIND = "medkd.bench.litemedsam-zero-shot"
+VARIANT_TITLES = {"whole": "whole image", "box-crop": "box crops", "cvpr24": "CVPR24 preprocessing"}
+
+
+def zero_shot_table(results: dict[str, Any]) -> str:
+    """A markdown table: DSC / NSD per dataset and variant, object counts, small datasets flagged."""
+    variants = results["variants"]
+    header = ["dataset", "objects"] + [f"{metric} {VARIANT_TITLES.get(name, name)}" for name in variants for metric in ("DSC", "NSD")]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    first = next(iter(variants.values()))
+    minimum = results["data"]["min_objects"]
+    for dataset, entry in first["by_dataset"].items():
+        label = f"{dataset} (fewer than {minimum} objects: flagged)" if entry["flagged"] else dataset
+        cells = [_number(variants[v]["by_dataset"][dataset][m], 3) for v in variants for m in ("dsc", "nsd")]
+        lines.append("| " + " | ".join([label, str(entry["objects"]), *cells]) + " |")
+    summaries = (
+        ("mean over datasets", "mean_over_datasets"),
+        ("mean over datasets, flagged left out", "mean_over_datasets_unflagged"),
+        ("mean over objects", "mean_over_objects"),
+    )
+    for label, key in summaries:
+        count = first[key].get("objects", len(first[key].get("datasets", [])))
+        cells = [_number(variants[v][key][m], 3) for v in variants for m in ("dsc", "nsd")]
+        lines.append("| " + " | ".join([f"*{label}*", str(count), *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def table_for(results: dict[str, Any]) -> str:
+    """The table a results JSON makes, by its kind."""
+    return zero_shot_table(results) if results.get("kind") == ZERO_SHOT_KIND else results_table(results)
+
+
 def _dataset_mean(entry: dict[str, Any], metric: str) -> float | None:
     """Mean over datasets of the per-dataset mean (each dataset counts once, whatever its size)."""
     values = [stats.get(metric, {}).get("mean") for stats in entry["test"]["by_dataset"].values()]
@@ -69,7 +102,7 @@ def render(readme: str, root: Path = ROOT) -> str:
 
     def replace(match: re.Match[str]) -> str:
         results = json.loads((root / match["path"]).read_text())
-        return match.group(1) + results_table(results) + match.group(4)
+        return match.group(1) + table_for(results) + match.group(4)
 
     return BLOCK.sub(replace, readme)
 

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from medkd.cli.output import stdout_console
 from medkd.errors import BadInput
-from medkd.zoo import create_model, get_spec, list_models, packaged_checkpoint, profile_model, read_state_dict
+from medkd.zoo import create_model, default_preprocessing, get_spec, list_models, packaged_checkpoint, profile_model, read_state_dict
 from medkd.zoo.artifact import artifact_model_ref
 from medkd.zoo.compatibility import model_geometry, upstream_notes
 from medkd.zoo.profile import count_params
@@ -44,6 +44,7 @@ def describe(name: str) -> dict[str, Any]:
         "checkpoint": None
         if checkpoint is None
         else {"file": checkpoint.filename, "url": checkpoint.url, "sha256": checkpoint.sha256, "note": checkpoint.note},
+        "preprocessing": {key: value for key, value in default_preprocessing(name).to_dict().items() if key != "rules"},
     }
 
 

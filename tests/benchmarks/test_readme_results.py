@@ -41,3 +41,21 @@ def test_readme_table_matches_its_json() -> None:
     readme = (ROOT / "README.md").read_text()
     assert readme_results.BLOCK.search(readme), "README.md has no generated results block"
     assert readme_results.render(readme) == readme, "README.md results differ from their JSON: run benchmarks/readme_results.py"
+
+
+def test_zero_shot_table_flags_small_datasets_and_gives_both_means() -> None:
+    def scores(ct: float, us: float) -> dict:
+        return {
+            "by_dataset": {"ct": {"dsc": ct, "nsd": ct, "objects": 3, "flagged": True}, "us": {"dsc": us, "nsd": us, "objects": 40, "flagged": False}},
+            "mean_over_datasets": {"dsc": (ct + us) / 2, "nsd": (ct + us) / 2, "datasets": ["ct", "us"]},
+            "mean_over_datasets_unflagged": {"dsc": us, "nsd": us, "datasets": ["us"]},
+            "mean_over_objects": {"dsc": (3 * ct + 40 * us) / 43, "nsd": (3 * ct + 40 * us) / 43, "objects": 43},
+        }
+
+    results = {"kind": readme_results.ZERO_SHOT_KIND, "data": {"min_objects": 20}, "variants": {"whole": scores(0.5, 0.9), "box-crop": scores(0.7, 0.8)}}
+    lines = readme_results.table_for(results).splitlines()
+    assert lines[0] == "| dataset | objects | DSC whole image | NSD whole image | DSC box crops | NSD box crops |"
+    assert lines[2] == "| ct (fewer than 20 objects: flagged) | 3 | 0.500 | 0.500 | 0.700 | 0.700 |"
+    assert lines[4] == "| *mean over datasets* | 2 | 0.700 | 0.700 | 0.750 | 0.750 |"
+    assert lines[5] == "| *mean over datasets, flagged left out* | 1 | 0.900 | 0.900 | 0.800 | 0.800 |"
+    assert lines[6] == "| *mean over objects* | 43 | 0.872 | 0.872 | 0.793 | 0.793 |"

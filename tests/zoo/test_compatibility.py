@@ -9,7 +9,7 @@ import torch
 
 from medkd.cli import run
 from medkd.zoo import create_model
-from medkd.zoo.compatibility import UPSTREAM, Geometry, model_geometry, upstream_notes
+from medkd.zoo.compatibility import UPSTREAM, ModelGeometry, model_geometry, upstream_notes
 
 VIT_T = UPSTREAM[0]
 
@@ -23,13 +23,13 @@ def _saved(tmp_path: Path, name: str, state: dict[str, torch.Tensor]) -> Path:
 @pytest.mark.parametrize(
     ("name", "geometry"),
     [
-        ("tinyvit", Geometry(1024, 64, 4)),
-        ("tinyvit-256", Geometry(256, 16, 4)),
-        ("tinyvit-256:embedding_grid=64", Geometry(256, 64, 1)),
-        ("sam-vit-stand-in", Geometry(256, 16, 16)),
+        ("tinyvit", ModelGeometry(1024, 64, 4)),
+        ("tinyvit-256", ModelGeometry(256, 16, 4)),
+        ("tinyvit-256:embedding_grid=64", ModelGeometry(256, 64, 1)),
+        ("sam-vit-stand-in", ModelGeometry(256, 16, 16)),
     ],
 )
-def test_model_geometry(name: str, geometry: Geometry) -> None:
+def test_model_geometry(name: str, geometry: ModelGeometry) -> None:
     assert model_geometry(create_model(name)) == geometry
 
 
@@ -77,7 +77,7 @@ def test_sam_vit_b_layout_fits_segment_anything_vit_b() -> None:
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in create_model("sam-vit-b").state_dict().items()}
     state = {k: torch.zeros(1).expand(shape) for k, shape in shapes.items()}
-    assert upstream_notes(state, Geometry(1024, 64, 16)) == [
+    assert upstream_notes(state, ModelGeometry(1024, 64, 16)) == [
         (False, "loads into segment_anything.sam_model_registry['vit_b'] unchanged (1024 px / 64 x 64 grid, stride-16 stem)")
     ]
 

@@ -37,7 +37,7 @@ from medkd.bench.subject import Subject, artifact_id  # noqa: E402
 from medkd.bench.suite import DEFAULT_EXPORTS, ensure_export, results_path, shared_data, validation_manifest  # noqa: E402
 from medkd.bench.tables import markdown_table, ms  # noqa: E402
 from medkd.bench.timing import Workload  # noqa: E402
-from medkd.data import build_manifest, load_manifest, normalize_intensity, plan_geometry, read_image, save_manifest, to_rgb  # noqa: E402
+from medkd.data import build_manifest, load_manifest, normalize_intensity, read_image, save_manifest, to_rgb  # noqa: E402
 from medkd.data.manifest import ManifestRow  # noqa: E402
 from medkd.runtime import Prompts, Segmenter, load_segmenter  # noqa: E402
 from medkd.zoo import WEIGHTS_FILE  # noqa: E402
@@ -94,7 +94,7 @@ class Pipeline:
         decoded = read_image(path)
         read = time.perf_counter()
         rgb = to_rgb(normalize_intensity(decoded.array, row.modality))
-        geometry = plan_geometry(rgb.shape[:2], self.segmenter.input_size)
+        geometry = self.segmenter.preprocessing.plan(rgb.shape[:2], np.asarray(row.box))  # the model's own, crop included
         model_input = geometry.image_to_model(rgb)[None]
         prompts = [Prompts(boxes=geometry.boxes_to_model(np.array([row.box])))]
         preprocessed = time.perf_counter()

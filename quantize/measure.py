@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,14 @@ def output_error(reference: ort.InferenceSession, candidate: ort.InferenceSessio
 
 
 def segmentation_scores(directory: Path, rows: list[ManifestRow], loader: RowLoader, crop: str | None, threads: int | None = None) -> dict[str, float | None]:
-    """Mean DSC and NSD of an export-layout directory on ``rows`` (box prompts; ``crop`` None: the model's own)."""
-    result = evaluate(OnnxSegmenter(directory, threads), rows, loader, "box", crop, batch_size=1, progress=False)
+    """Mean DSC and NSD of an export-layout directory on ``rows`` (box prompts; ``crop`` None: the model's own).
+
+    An overriding ``crop`` is applied without a warning per call: the stage warns once, on resolving it.
+    """
+    segmenter = OnnxSegmenter(directory, threads)
+    if crop is not None:
+        segmenter.preprocessing = replace(segmenter.preprocessing, crop=crop)
+    result = evaluate(segmenter, rows, loader, "box", batch_size=1, progress=False)
     overall = result.summary["overall"]
     return {metric: overall[metric]["mean"] for metric in ("dsc", "nsd")}
 

@@ -73,12 +73,6 @@ def _check_inputs(export_dir: Path, layout: dict[str, Any], selected: tuple[str,
             raise BadInput(f"{path} is already quantized (it has Q/DQ nodes); quantize the FP32 export")
 
 
-def _export_preprocessing(export_dir: Path, layout: dict[str, Any]) -> Preprocessing:
-    """The spec the export records (an export older than specs: its architecture's default, warned)."""
-    model = layout["model"]
-    return recorded_preprocessing(layout.get("preprocessing"), model["name"], model.get("kwargs", {}), str(export_dir))
-
-
 def _objects(manifest, split: str, count: int, layout: dict[str, Any], loader: RowLoader, encoder, preprocessing: Preprocessing, progress: bool) -> Objects:
     rows = spread_rows(manifest, count, split)
     if not rows:
@@ -191,7 +185,7 @@ def quantize_export(export_dir: Path, out: Path, data: Path, options: QuantizeOp
     options.check()
     layout = read_layout(export_dir)
     _check_inputs(export_dir, layout, options.graphs)
-    spec = _export_preprocessing(export_dir, layout)
+    spec = recorded_preprocessing(layout, str(export_dir))
     layout = {**layout, "preprocessing": spec.to_dict()}
     preprocessing = spec.with_crop(options.crop, source=str(export_dir))
     manifest = load_manifest(data)

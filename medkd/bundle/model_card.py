@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from medkd.bundle.schema import AccuracyEntry, BundleManifest, TensorSpec
+from medkd.data.preprocessing import Preprocessing
 
 LATENCY_QUANTILES = ("p50", "p90", "p99")
 CARD_METRICS = (("dsc", "DSC"), ("nsd", "NSD"), ("iou", "IoU"), ("hd95", "HD95"), ("agreement_dsc", "agree DSC"), ("dsc_drop", "DSC drop from FP32"))
@@ -38,13 +39,7 @@ def _accuracy(entry: AccuracyEntry) -> list[str]:
 
 def _preprocessing(spec: dict[str, Any]) -> list[str]:
     """The preprocessing every variant runs with and its accuracy was measured with, in words."""
-    crop = "none (the whole image)"
-    if spec["crop"] == "box":
-        crop = f"box (square window of {spec['context']:g} x the box's longer side, at least {spec['min_side']} px, around the box prompt)"
-    summary = (
-        f"Preprocessing (recorded at training, used for the metrics below): normalization {spec['normalization']}, "
-        f"resize {spec['resize']}, input size {spec['input_size']} px, crop {crop}, mask logits {spec['mask_size']} px."
-    )
+    summary = f"Preprocessing (recorded at training, used for the metrics below): {Preprocessing.from_dict(spec).describe()}."
     rules = [f"- {key}: {value}" for key, value in spec.get("rules", {}).items()]
     return [summary, "", *rules]
 

@@ -142,9 +142,7 @@ def _preprocessing(planned: list[PlannedVariant]) -> dict[str, Any]:
     default, warned); variants exported with different preprocessing are refused."""
     specs = {}
     for item in planned:
-        layout = item.source.manifest.config["export"]
-        model = layout["model"]
-        specs[item.variant.name] = recorded_preprocessing(layout.get("preprocessing"), model["name"], model.get("kwargs", {}), str(item.source.directory))
+        specs[item.variant.name] = recorded_preprocessing(item.source.manifest.config["export"], str(item.source.directory))
     first = next(iter(specs.values()))
     differing = [name for name, spec in specs.items() if spec != first]
     if differing:

@@ -119,6 +119,16 @@ class Preprocessing:
         )
         return replace(self, crop=crop)  # type: ignore[arg-type]
 
+    def describe(self) -> str:
+        """One line in words: normalisation, resize, input size, crop and mask size."""
+        crop = "none (the whole image)"
+        if self.crop == "box":
+            crop = f"box (square window of {self.context:g} x the box's longer side, at least {self.min_side} px, around the box prompt)"
+        return (
+            f"normalization {self.normalization}, resize {self.resize}, input size {self.input_size} px, "
+            f"crop {crop}, mask logits {self.mask_size} px"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Every field, the constants the rules use, and the rules in words (JSON-ready)."""
         values = asdict(self)

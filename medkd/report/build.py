@@ -11,7 +11,7 @@ from typing import Any
 from medkd import __version__
 from medkd.bench.tables import ENTRY_COLUMNS, entry_cells, is_numeric
 from medkd.data import load_manifest
-from medkd.data.preprocessing import Preprocessing, parse_crop
+from medkd.data.preprocessing import parse_crop
 from medkd.errors import BadInput
 from medkd.report import html
 from medkd.report.masks import build_panels, model_columns
@@ -109,11 +109,6 @@ def tradeoff_section(points: list[Point], title: str) -> str:
     )
 
 
-def _described(preprocessing: Preprocessing) -> str:
-    crop = f"box crops ({preprocessing.context:g}x the box, at least {preprocessing.min_side} px)" if preprocessing.crop == "box" else "whole image"
-    return f"{preprocessing.input_size} px, {preprocessing.resize} resize, {preprocessing.normalization} normalisation, {crop}"
-
-
 def masks_section(contents: RunContents, data: Path | None, split: str, per_modality: int, crop: str | None) -> str:
     columns = model_columns(contents.artifacts)
     if not columns:
@@ -121,7 +116,7 @@ def masks_section(contents: RunContents, data: Path | None, split: str, per_moda
     if data is None:
         return html.paragraph("No data manifest found through the artifacts' inputs: pass --data MANIFEST to show masks.")
     panels, used = build_panels(load_manifest(data), columns, split, per_modality, crop)
-    described = "; ".join(f"{label}: {_described(spec)}" for label, spec in used.items())
+    described = "; ".join(f"{label}: {spec.describe()}" for label, spec in used.items())
     source = "as each model was trained (its recorded preprocessing)" if crop is None else f"crop overridden to {crop}"
     intro = html.paragraph(f"{split} objects of {data.name}, ground-truth box prompts, {source}. {described}.")
     figures = "".join(html.image(p.png, f"masks for {p.row_id}", f"{p.modality}: " + ", ".join(f"{k} DSC {v:.3f}" for k, v in p.dsc.items())) for p in panels)

@@ -23,10 +23,13 @@ class ExportedSegmenter:
         self.name = layout["model"]["name"]
         self.family = layout["model"]["family"]
         self.source = source
-        self.preprocessing = recorded_preprocessing(layout.get("preprocessing"), self.name, layout["model"].get("kwargs", {}), source)
-        self.input_size = self.preprocessing.input_size
+        self.preprocessing = recorded_preprocessing(layout, source)
         self.embedding_grid = layout["model"].get("embedding_grid")
         self.device = torch.device("cpu")
+
+    @property
+    def input_size(self) -> int:
+        return self.preprocessing.input_size
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """``(B, 256, g, g)`` image embeddings for ``(B, 3, S, S)`` model inputs."""

@@ -31,11 +31,14 @@ class Segmenter:
 
     name: str
     family: str
-    input_size: int
     module: nn.Module
     source: str
     device: torch.device
     preprocessing: Preprocessing
+
+    @property
+    def input_size(self) -> int:
+        return self.preprocessing.input_size
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor, prompts: list[Prompts]) -> list[torch.Tensor]:
@@ -76,7 +79,7 @@ class Segmenter:
 
 def wrap_module(module: nn.Module, name: str, preprocessing: Preprocessing, device: torch.device) -> Segmenter:
     """A live (training) model of zoo architecture ``name`` as a segmenter running ``preprocessing``."""
-    return Segmenter(name, get_spec(name).family, preprocessing.input_size, module.eval().to(device), name, device, preprocessing)
+    return Segmenter(name, get_spec(name).family, module.eval().to(device), name, device, preprocessing)
 
 
 EXPORTED_SUFFIXES = (".pt2", ".plan")
@@ -113,4 +116,4 @@ def load_segmenter(reference: str, checkpoint: str | None = None, device: str = 
         module = create_model(reference, checkpoint=checkpoint)
         preprocessing = default_preprocessing(reference)
     spec = get_spec(name)
-    return Segmenter(name, spec.family, preprocessing.input_size, module.eval().to(chosen), reference, chosen, preprocessing)
+    return Segmenter(name, spec.family, module.eval().to(chosen), reference, chosen, preprocessing)

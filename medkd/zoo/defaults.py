@@ -30,22 +30,22 @@ def trained_preprocessing(name: str, kwargs: dict[str, Any], crop: str, checkpoi
     return replace(base, crop=crop)  # type: ignore[arg-type]
 
 
-def recorded_preprocessing(recorded: object, name: str, kwargs: dict[str, Any], source: str) -> Preprocessing:
-    """``recorded`` (a manifest's spec) or, for manifests older than specs, the default and a warning."""
+def recorded_preprocessing(section: dict[str, Any], source: str) -> Preprocessing:
+    """The spec a manifest section records (a model manifest's ``config``, an export layout: both name
+    the ``model`` beside its ``preprocessing``); for one older than specs, the default and a warning."""
+    recorded, model = section.get("preprocessing"), section["model"]
     if is_spec(recorded):
         return Preprocessing.from_dict(recorded)  # type: ignore[arg-type]
     warnings.warn(
-        f"{source} records no preprocessing spec: using {split_model_ref(name)[0]}'s default (no crop)",
+        f"{source} records no preprocessing spec: using {split_model_ref(model['name'])[0]}'s default (no crop)",
         PreprocessingWarning,
         stacklevel=2,
     )
-    return default_preprocessing(name, kwargs)
+    return default_preprocessing(model["name"], model.get("kwargs", {}))
 
 
 def model_preprocessing(reference: str | Path) -> Preprocessing:
     """What a zoo name or medkd model artifact directory runs with."""
     if not Path(reference).is_dir():
         return default_preprocessing(str(reference))
-    manifest = read_manifest(reference)
-    model = manifest.config.get("model") or {}
-    return recorded_preprocessing(manifest.config.get("preprocessing"), model["name"], model.get("kwargs", {}), str(reference))
+    return recorded_preprocessing(read_manifest(reference).config, str(reference))

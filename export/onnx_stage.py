@@ -5,13 +5,14 @@ interface, dynamic prompt and point counts) and ``decoder_trt.onnx`` (no shape-t
 masks, ``point_slots`` points per prompt, dynamic prompt count). U-Nets give ``unet.onnx``. The
 manifest (written last) records the layout (:mod:`medkd.runtime.layout`: the model's preprocessing spec,
 also stamped into every graph's ``metadata_props``), the TensorRT profiles and the measured
-agreement with PyTorch; an export that misses the thresholds is refused.
+agreement with PyTorch; an export that misses the thresholds is refused. Graphs are staged in a held
+``OUT/.export-*`` directory (:mod:`medkd.temporaries`); the next export into ``OUT`` removes those
+that killed runs left.
 """
 
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from medkd.export.validate import failures, sample_rows, validate_export
 from torch import nn
 
 from medkd.artifacts import (
+    TEMPORARY_SUFFIX,
     ArtifactInput,
     Manifest,
     hash_files,
@@ -41,8 +43,10 @@ from medkd.artifacts import (
 )
 from medkd.data import ArrayCache, RowLoader, load_manifest
 from medkd.errors import BadInput, MedkdError
+from medkd.temporaries import held_directory, remove_stale
 
 PROMPT_AXES = {0: "prompts", 1: "points"}
+STAGING_PREFIX = ".export-"
 
 
 @dataclass
@@ -144,8 +148,8 @@ def export_onnx_artifact(reference: str, out: Path, data: Path, options: OnnxOpt
     family, size, grid = reference_segmenter.family, reference_segmenter.input_size, source.embedding_grid
     base = base_layout(reference_segmenter.name, family, source.kwargs, grid, reference_segmenter.preprocessing, reference, options.point_slots)
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as scratch:
-        staging = Path(scratch)
+    remove_stale(out, [f"{STAGING_PREFIX}*", f".*{TEMPORARY_SUFFIX}"])  # what killed exports left; running ones hold theirs
+    with held_directory(out, STAGING_PREFIX) as staging:
         if family == "unet":
             graphs = _unet_graphs(exported_module, size, staging, options, graph_metadata(base))
         else:

@@ -13,7 +13,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,9 +20,11 @@ from typing import Any
 
 from medkd import __version__
 from medkd.errors import BadInput
+from medkd.temporaries import held_file, remove_stale
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA = 1
+TEMPORARY_SUFFIX = ".tmp"
 _CHUNK = 1 << 20
 _TRACKED_PACKAGES = (
     "torch",
@@ -56,29 +57,22 @@ def sha256_json(value: Any) -> str:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path`` (held: see :mod:`medkd.temporaries`); rename it over
+    ``path`` only if the block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-    try:
+    with held_file(target.parent, prefix=f".{target.name}.", suffix=TEMPORARY_SUFFIX) as tmp:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
-def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files that ``atomic_path`` leaves when its process is killed (kill -9)."""
-    root = Path(directory)
-    stale = sorted(root.glob(".*.tmp")) if root.is_dir() else []
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
+def remove_stale_temporaries(directory: str | os.PathLike, pattern: str = f".*{TEMPORARY_SUFFIX}") -> list[Path]:
+    """Delete the temporary files that ``atomic_path`` left in ``directory`` when its process was killed
+    (kill -9); those of running processes stay."""
+    return remove_stale(directory, [pattern])
 
 
 def _umask() -> int:

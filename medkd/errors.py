@@ -11,3 +11,7 @@ class BadInput(MedkdError):
     """Input the user can fix: a missing file, a wrong checksum, a bad flag (exit code 2)."""
 
     exit_code = 2
+
+
+class MedkdWarning(UserWarning):
+    """Something the user should know that does not stop the work; the CLI prints one ``warning:`` line."""

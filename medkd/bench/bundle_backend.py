@@ -1,4 +1,5 @@
-"""Bundles (``NAME.medkd``, ``medkd pack``): unpacked safely, verified, and one variant timed.
+"""Bundles (``NAME.medkd``, ``medkd pack``): verified under the trust store (``--trust-store``,
+``--allow-unsigned``), unpacked, and one variant timed.
 
 ``--backend ort`` takes the bundle's FP32 (else first non-INT8) ONNX variant, ``ort-int8`` its INT8
 one, ``tensorrt`` its first engines variant. Sessions and engines are loaded before the unpacked
@@ -9,9 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medkd.bench.subject import Subject
 from medkd.errors import BadInput
+
+if TYPE_CHECKING:
+    from medkd.bench.run import BenchOptions
 
 BUNDLE_SUFFIX = ".medkd"
 VARIANT_FORMATS = {"ort": "onnx", "ort-int8": "onnx", "tensorrt": "tensorrt"}
@@ -30,16 +35,19 @@ def _choose(variants: list, backend: str):
     return candidates[0]
 
 
-def open_bundle(source: str, backend: str, open_directory: Callable[[str], Subject]) -> Subject:
-    """The subject of the bundle's variant for ``backend``, opened by ``open_directory`` on the unpacked files."""
+def open_bundle(source: str, options: BenchOptions, open_directory: Callable[[str], Subject]) -> Subject:
+    """The subject of the bundle's variant for ``options.backend``, opened by ``open_directory`` on the unpacked files."""
     from medkd.bundle.runtime import verified_unpack
+    from medkd.bundle.trust import trust_policy
 
     bundle = Path(source)
     if not bundle.is_file():
         raise BadInput(f"{source} does not exist")
-    with verified_unpack(bundle) as (root, manifest):
-        variant = _choose(manifest.variants, backend)
+    with verified_unpack(bundle, trust_policy(options.trust_store, options.allow_unsigned)) as (root, manifest):
+        variant = _choose(manifest.variants, options.backend)
         subject = open_directory(str(root / variant.directory))
     subject.source = f"{source}#{variant.name}"
     subject.notes.append(f"bundle variant {variant.name} ({variant.format} {variant.precision})")
+    if manifest.signer is None:
+        subject.notes.append("unsigned bundle, accepted because of --allow-unsigned")
     return subject

@@ -31,6 +31,8 @@ class BenchOptions:
     device: str = "auto"
     power: bool = False
     progress: bool = True
+    trust_store: str | None = None  # bundles: see medkd.bundle.trust
+    allow_unsigned: bool = False
 
     def validated(self) -> BenchOptions:
         if self.backend not in BACKENDS:
@@ -63,7 +65,7 @@ def open_subject(source: str, options: BenchOptions, threads: int) -> Subject:
     if source.endswith(BUNDLE_SUFFIX):
         from medkd.bench.bundle_backend import open_bundle
 
-        return open_bundle(source, options.backend, lambda directory: open_subject(directory, options, threads))
+        return open_bundle(source, options, lambda directory: open_subject(directory, options, threads))
     if options.backend in ("torch", "torch-compile"):
         from medkd.bench.torch_backend import open_torch
 

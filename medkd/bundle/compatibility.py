@@ -10,24 +10,12 @@ Without TensorRT or a CUDA GPU here, engines are "not checkable here".
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
+from medkd.bundle.checks import Check
 from medkd.bundle.device import DeviceProfile
 from medkd.bundle.schema import EngineSpec, GraphSpec, Variant
 from medkd.runtime.onnx_runtime import cpu_session
-
-Status = Literal["pass", "fail", "skip"]
-
-
-@dataclass
-class Check:
-    """One verdict: ``pass``, ``fail`` or ``skip`` (not checkable here), and why."""
-
-    name: str
-    status: Status
-    message: str
 
 
 def version_tuple(text: str, parts: int = 3) -> tuple[int, ...]:

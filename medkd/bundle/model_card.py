@@ -167,8 +167,8 @@ def render_model_card(manifest: BundleManifest) -> str:
         "## Checking this bundle",
         "",
         (
-            "`medkd verify BUNDLE.medkd --pubkey KEY.pub` checks every file's SHA-256, the signature "
-            f"({manifest.signer or 'this bundle is not signed'}) and whether this device can run each variant."
+            "`medkd verify BUNDLE.medkd --trust-store VENDOR.pub` checks every file's size and SHA-256, the signature "
+            f"({manifest.signer or 'this bundle is not signed'}) against the trusted key and whether this device can run each variant."
         ),
     ]
     return "\n".join(lines) + "\n"

@@ -1,15 +1,18 @@
 """``medkd pack``: a run's variants for one target, with manifest, model card and signature, in one archive.
 
-Files are hashed while they are written into the archive, so the recorded SHA-256 is that of the
-packed bytes; a file that no longer matches its artifact manifest stops the packing. The archive is
-written beside ``out`` and renamed into place only when complete. Members: ``variants/NAME/...`` (each
-an artifact directory with its own ``manifest.json``), ``data/DATASET/LICENSE-*``, ``MODEL_CARD.md``,
-``manifest.json`` and, when signed, ``manifest.sig``.
+Files are hashed and measured first (a file that no longer matches its artifact manifest stops the
+packing), then written after ``manifest.json`` and ``manifest.sig``, so that a reader knows every
+member's size and SHA-256 before it meets the member (:mod:`medkd.bundle.unpack`); a file that changes
+meanwhile stops the packing too. Members in order: ``manifest.json``, ``manifest.sig`` when signed,
+``MODEL_CARD.md``, ``variants/NAME/...`` (each an artifact directory with its own ``manifest.json``),
+``data/DATASET/LICENSE-*``. The archive is written to a held temporary beside ``out`` and renamed into
+place only when complete; the next pack to ``out`` removes the temporaries of killed runs.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import glob
 import hashlib
 import importlib.metadata
 import io
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from medkd import __version__
-from medkd.artifacts import MANIFEST_NAME, atomic_path
+from medkd.artifacts import MANIFEST_NAME, TEMPORARY_SUFFIX, atomic_path, remove_stale_temporaries, sha256_file
 from medkd.bundle.attribution import dataset_attributions
 from medkd.bundle.measurements import accuracy_entries, find_reports, latency_entries
 from medkd.bundle.model_card import render_model_card
@@ -103,23 +106,40 @@ def _members(planned: list[PlannedVariant], licence_files: dict[str, Path]) -> l
     return members + [_Member(name, path, None) for name, path in sorted(licence_files.items())]
 
 
-def _add_files(tar: tarfile.TarFile, members: list[_Member], mtime: float, enabled: bool) -> dict[str, str]:
-    """Write ``members`` into ``tar``; their SHA-256 as packed, checked against what their artifacts record."""
-    hashes = {}
+def _measure(members: list[_Member], enabled: bool) -> tuple[dict[str, str], dict[str, int]]:
+    """SHA-256 and size of every member, checked against what their artifacts record."""
+    hashes, sizes = {}, {}
+    for member in track(members, len(members), "hashing", enabled):
+        digest = sha256_file(member.path)
+        if member.expected is not None and digest != member.expected:
+            raise BadInput(f"{member.path} no longer matches its artifact manifest: rebuild that artifact")
+        hashes[member.name], sizes[member.name] = digest, member.path.stat().st_size
+    return hashes, sizes
+
+
+def _add_files(tar: tarfile.TarFile, members: list[_Member], manifest: BundleManifest, mtime: float, enabled: bool) -> None:
+    """Write ``members`` into ``tar``, each with the size and SHA-256 that ``manifest`` records for it."""
     for member in track(members, len(members), "packing", enabled):
         with open(member.path, "rb") as handle:
             reader = _HashingReader(handle)
-            tar.addfile(_tarinfo(member.name, member.path.stat().st_size, mtime), reader)  # type: ignore[arg-type]
-        digest = reader.digest.hexdigest()
-        if member.expected is not None and digest != member.expected:
-            raise BadInput(f"{member.path} no longer matches its artifact manifest: rebuild that artifact")
-        hashes[member.name] = digest
-    return hashes
+            try:
+                tar.addfile(_tarinfo(member.name, manifest.sizes[member.name], mtime), reader)  # type: ignore[arg-type]
+            except OSError as exc:
+                if exc.errno is not None:  # an I/O error, not tarfile's "unexpected end of data" of a file that shrank
+                    raise
+                raise BadInput(f"{member.path} changed while it was packed ({exc})") from exc
+        if reader.digest.hexdigest() != manifest.files[member.name]:
+            raise BadInput(f"{member.path} changed while it was packed")
 
 
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> str:
-    tar.addfile(_tarinfo(name, len(data), mtime), io.BytesIO(data))
-    return hashlib.sha256(data).hexdigest()
+def _write_archive(out: Path, head: list[tuple[str, bytes]], members: list[_Member], manifest: BundleManifest, mtime: float, enabled: bool) -> None:
+    """The ``head`` members (name, bytes), then the files, into a held temporary renamed to ``out`` when
+    complete; first the temporaries that killed packs to ``out`` left are removed."""
+    remove_stale_temporaries(out.parent, f".{glob.escape(out.name)}.*{TEMPORARY_SUFFIX}")
+    with atomic_path(out) as tmp, tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
+        for name, data in head:
+            tar.addfile(_tarinfo(name, len(data), mtime), io.BytesIO(data))
+        _add_files(tar, members, manifest, mtime, enabled)
 
 
 def _model_info(planned: list[PlannedVariant], model_id: str, options: PackOptions) -> ModelInfo:
@@ -166,30 +186,31 @@ def pack_bundle(run: Path, out: Path, options: PackOptions) -> PackResult:
     created = _dt.datetime.now(_dt.timezone.utc)
     mtime = created.timestamp()
     first_layout = planned[0].source.manifest.config["export"]
-    with atomic_path(out) as tmp, tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
-        files = _add_files(tar, _members(planned, licence_files), mtime, options.progress)
-        manifest = BundleManifest(
-            format=BUNDLE_FORMAT,
-            schema=BUNDLE_SCHEMA,
-            created=created.isoformat(timespec="seconds"),
-            medkd=__version__,
-            model=_model_info(planned, options.model_id or out.name.removesuffix(BUNDLE_SUFFIX), options),
-            target=target.info(),
-            preprocessing=_preprocessing(planned),
-            prompts=first_layout["prompts"],
-            variants=[p.variant for p in planned],
-            provenance=chain.nodes,
-            accuracy=accuracy_entries(reports, chain),
-            latency=latency_entries(reports, chain),
-            data=data,
-            licences={"model": options.licence, "medkd runtime": importlib.metadata.metadata("medkd").get("License")},
-            signer=None if key is None else fingerprint(key.public_key()),
-            files=files,
-        )
-        files[MODEL_CARD_MEMBER] = _add_bytes(tar, MODEL_CARD_MEMBER, render_model_card(manifest).encode(), mtime)
-        document = canonical_bytes(manifest.to_dict())
-        parse_manifest(document)  # what verify will read: fail here, not on the device
-        _add_bytes(tar, MANIFEST_MEMBER, document, mtime)
-        if key is not None:
-            _add_bytes(tar, SIGNATURE_MEMBER, sign(key, MANIFEST_MEMBER, document), mtime)
+    members = _members(planned, licence_files)
+    files, sizes = _measure(members, options.progress)
+    manifest = BundleManifest(
+        format=BUNDLE_FORMAT,
+        schema=BUNDLE_SCHEMA,
+        created=created.isoformat(timespec="seconds"),
+        medkd=__version__,
+        model=_model_info(planned, options.model_id or out.name.removesuffix(BUNDLE_SUFFIX), options),
+        target=target.info(),
+        preprocessing=_preprocessing(planned),
+        prompts=first_layout["prompts"],
+        variants=[p.variant for p in planned],
+        provenance=chain.nodes,
+        accuracy=accuracy_entries(reports, chain),
+        latency=latency_entries(reports, chain),
+        data=data,
+        licences={"model": options.licence, "medkd runtime": importlib.metadata.metadata("medkd").get("License")},
+        signer=None if key is None else fingerprint(key.public_key()),
+        files=files,
+        sizes=sizes,
+    )
+    card = render_model_card(manifest).encode()
+    files[MODEL_CARD_MEMBER], sizes[MODEL_CARD_MEMBER] = hashlib.sha256(card).hexdigest(), len(card)
+    document = canonical_bytes(manifest.to_dict())
+    parse_manifest(document)  # what verify will read: fail here, not on the device
+    signature = [] if key is None else [(SIGNATURE_MEMBER, sign(key, MANIFEST_MEMBER, document))]
+    _write_archive(out, [(MANIFEST_MEMBER, document), *signature, (MODEL_CARD_MEMBER, card)], members, manifest, mtime, options.progress)
     return PackResult(manifest, skipped, notes, out.stat().st_size)

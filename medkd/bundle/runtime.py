@@ -1,6 +1,7 @@
-"""Run a bundle: unpack it safely, refuse it unless every file and its signature check out, and open
-one variant with the export runtimes (ONNX Runtime on the CPU, TensorRT engines on CUDA), the same
-segmenters ``medkd segment --model`` opens for an export directory.
+"""Run a bundle: read it safely, refuse it unless every file checks out and a trusted key signed it
+(:mod:`medkd.bundle.trust`), unpack it and open one variant with the export runtimes (ONNX Runtime on
+the CPU, TensorRT engines on CUDA), the same segmenters ``medkd segment --model`` opens for an export
+directory.
 
 Only ONNX (``export``) and TensorRT (``engines``) artifacts are opened: never an AOTInductor package,
 which holds compiled code. The default variant is a TensorRT one whose engines fit this device, else
@@ -9,7 +10,7 @@ the first ONNX variant (FP32 where the bundle has it).
 
 from __future__ import annotations
 
-import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,8 +19,9 @@ from medkd.artifacts import read_manifest
 from medkd.bundle.compatibility import engine_check
 from medkd.bundle.device import DeviceProfile, local_device
 from medkd.bundle.schema import BundleManifest, Variant
-from medkd.bundle.unpack import safe_unpack
-from medkd.bundle.verify import inspect_unpacked
+from medkd.bundle.trust import TrustPolicy, UnsignedBundleWarning
+from medkd.bundle.unpack import unpacked
+from medkd.bundle.verify import inspect_bundle
 from medkd.errors import BadInput
 from medkd.runtime.exported import ExportedSegmenter
 from medkd.runtime.onnx_runtime import OnnxSegmenter
@@ -53,21 +55,24 @@ def open_variant(root: Path, variant: Variant) -> ExportedSegmenter:
 
 
 @contextmanager
-def verified_unpack(bundle: Path) -> Iterator[tuple[Path, BundleManifest]]:
-    """``bundle`` unpacked into a temporary directory and verified: (that directory, its manifest);
-    ``BadInput`` naming the first failed check. The directory is removed on exit."""
-    with tempfile.TemporaryDirectory(prefix="medkd-bundle-") as scratch:
-        root = Path(scratch)
-        verification = inspect_unpacked(root, safe_unpack(bundle, root), None, None)
-        if verification.failed:
-            first = verification.failed[0]
-            raise BadInput(f"{bundle} is refused: {first.name}: {first.message} (medkd verify lists every check)")
-        yield root, verification.manifest
+def verified_unpack(bundle: Path, trust: TrustPolicy) -> Iterator[tuple[Path, BundleManifest]]:
+    """``bundle`` checked under ``trust``, then unpacked into a temporary directory: (that directory, its
+    manifest). A bundle that fails a check is refused with ``BadInput`` naming the first failed check,
+    before anything is written. The directory is removed on exit."""
+    verification, scan = inspect_bundle(bundle, trust)
+    if verification.failed or scan is None:
+        first = verification.failed[0]
+        raise BadInput(f"{bundle} is refused: {first.name}: {first.message} (medkd verify lists every check)")
+    unsigned = [c.message for c in verification.checks if c.name == "signature" and c.status == "skip"]
+    if unsigned:
+        warnings.warn(f"{bundle}: {unsigned[0]}", UnsignedBundleWarning, stacklevel=3)
+    with unpacked(bundle, scan, "medkd-bundle-") as root:
+        yield root, scan.head.manifest  # type: ignore[misc]
 
 
-def load_bundle_segmenter(bundle: Path, variant: str | None = None) -> ExportedSegmenter:
-    """A segmenter for ``variant`` (default: :func:`default_variant`) of a verified ``bundle``."""
-    with verified_unpack(bundle) as (root, manifest):
+def load_bundle_segmenter(bundle: Path, trust: TrustPolicy, variant: str | None = None) -> ExportedSegmenter:
+    """A segmenter for ``variant`` (default: :func:`default_variant`) of ``bundle``, verified under ``trust``."""
+    with verified_unpack(bundle, trust) as (root, manifest):
         chosen = manifest.variant(variant) if variant is not None else default_variant(manifest, local_device())
         segmenter = open_variant(root, chosen)  # sessions read their files now: the directory may go
     segmenter.source = f"{bundle}#{chosen.name}"

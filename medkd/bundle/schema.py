@@ -17,7 +17,7 @@ from medkd.config import from_mapping
 from medkd.errors import BadInput
 
 BUNDLE_FORMAT = "medkd.bundle"
-BUNDLE_SCHEMA = 1
+BUNDLE_SCHEMA = 2  # 2: manifest.json first in the archive, with the size of every file
 MANIFEST_MEMBER = "manifest.json"
 SIGNATURE_MEMBER = "manifest.sig"
 MODEL_CARD_MEMBER = "MODEL_CARD.md"
@@ -158,6 +158,7 @@ class BundleManifest:
     licences: dict[str, Any]
     signer: str | None
     files: dict[str, str]
+    sizes: dict[str, int]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -183,19 +184,34 @@ def parse_manifest(data: bytes) -> BundleManifest:
     if not isinstance(value, dict) or value.get("format") != BUNDLE_FORMAT:
         raise BadInput(f"{MANIFEST_MEMBER} is not a {BUNDLE_FORMAT} manifest")
     schema = value.get("schema")
-    if not isinstance(schema, int) or schema > BUNDLE_SCHEMA:
-        raise BadInput(f"bundle schema {schema!r} is not one this medkd reads (up to {BUNDLE_SCHEMA})")
+    if schema != BUNDLE_SCHEMA:
+        raise BadInput(f"bundle schema {schema!r} is not the one this medkd reads ({BUNDLE_SCHEMA}): pack the bundle again with this medkd")
     manifest = from_mapping(BundleManifest, value, "manifest")
     _check_references(manifest)
     return manifest
 
 
-def _check_references(manifest: BundleManifest) -> None:
-    """Plain relative file names; the model card and every file a variant or dataset names among them;
-    unique variant names, each variant in ``variants/NAME``."""
+def _check_files(manifest: BundleManifest) -> None:
+    """Plain relative file names, none of them also a folder of another; a size in bytes for each."""
     unsafe = [name for name in manifest.files if PurePosixPath(name).is_absolute() or ".." in PurePosixPath(name).parts]
     if unsafe:
         raise BadInput(f"manifest.files: {unsafe[0]} is not a path inside the bundle")
+    folders = {str(parent) for name in manifest.files for parent in PurePosixPath(name).parents}
+    clashing = sorted(folders & set(manifest.files))
+    if clashing:
+        raise BadInput(f"manifest.files: {clashing[0]} is both a file and a folder")
+    if set(manifest.sizes) != set(manifest.files):
+        odd = sorted(set(manifest.sizes) ^ set(manifest.files))[0]
+        raise BadInput(f"manifest.sizes: no size for {odd}" if odd in manifest.files else f"manifest.sizes: {odd} is not among the hashed files")
+    wrong = [name for name, size in manifest.sizes.items() if not isinstance(size, int) or isinstance(size, bool) or size < 0]
+    if wrong:
+        raise BadInput(f"manifest.sizes[{wrong[0]}]: expected a size in bytes, got {manifest.sizes[wrong[0]]!r}")
+
+
+def _check_references(manifest: BundleManifest) -> None:
+    """Valid file names and sizes; the model card and every file a variant or dataset names among them;
+    unique variant names, each variant in ``variants/NAME``."""
+    _check_files(manifest)
     if MODEL_CARD_MEMBER not in manifest.files:
         raise BadInput(f"manifest.files: {MODEL_CARD_MEMBER} is not among the hashed files")
     names = [v.name for v in manifest.variants]

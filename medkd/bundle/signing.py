@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -75,27 +76,36 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def load_public_key(path: Path) -> Ed25519PublicKey:
-    """An Ed25519 public key from a PEM file."""
+PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.DOTALL)
+
+
+def load_public_keys(path: Path) -> list[Ed25519PublicKey]:
+    """The Ed25519 public keys of a PEM file (one or more ``PUBLIC KEY`` blocks, nothing else)."""
     if not path.is_file():
         raise BadInput(f"public key {path} does not exist")
-    try:
-        key = serialization.load_pem_public_key(path.read_bytes())
-    except ValueError as exc:
-        raise BadInput(f"{path} is not a PEM public key ({exc})") from exc
-    if not isinstance(key, Ed25519PublicKey):
-        raise BadInput(f"{path} is not an Ed25519 public key")
-    return key
+    blocks = PEM_BLOCK.finditer(path.read_bytes())
+    keys = []
+    for block in blocks:
+        if block.group(1) != b"PUBLIC KEY":
+            raise BadInput(f"{path} holds a {block.group(1).decode()}, not only public keys (never hand out or install a private key)")
+        try:
+            key = serialization.load_pem_public_key(block.group(0))
+        except ValueError as exc:
+            raise BadInput(f"{path} holds a PEM public key that does not load ({exc})") from exc
+        if not isinstance(key, Ed25519PublicKey):
+            raise BadInput(f"{path} holds a public key that is not Ed25519")
+        keys.append(key)
+    if not keys:
+        raise BadInput(f"{path} holds no PEM public key")
+    return keys
 
 
-def trusted_fingerprint(pubkey: str) -> str:
-    """The fingerprint to trust: given as ``sha256:HEX``, or read from a PEM public key file."""
-    if pubkey.startswith(FINGERPRINT_PREFIX):
-        digest = pubkey.removeprefix(FINGERPRINT_PREFIX).lower()
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise BadInput(f"--pubkey fingerprint must be {FINGERPRINT_PREFIX} and 64 hex digits, not '{pubkey}'")
-        return FINGERPRINT_PREFIX + digest
-    return fingerprint(load_public_key(Path(pubkey)))
+def parse_fingerprint(text: str) -> str:
+    """A key fingerprint as given (``sha256:`` and 64 hex digits), lower-cased."""
+    digest = text.removeprefix(FINGERPRINT_PREFIX).lower()
+    if not text.startswith(FINGERPRINT_PREFIX) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise BadInput(f"a key fingerprint is {FINGERPRINT_PREFIX} and 64 hex digits, not '{text}'")
+    return FINGERPRINT_PREFIX + digest
 
 
 def sign(key: Ed25519PrivateKey, member: str, data: bytes) -> bytes:
@@ -111,10 +121,12 @@ def sign(key: Ed25519PrivateKey, member: str, data: bytes) -> bytes:
     return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
 
 
-def check_signature(document: bytes, member: str, data: bytes, trusted: str | None) -> str:
-    """The signer's fingerprint when ``document`` signs ``data`` (and the signer is ``trusted``, if given).
+def check_signature(document: bytes, member: str, data: bytes) -> str:
+    """The signer's fingerprint when ``document`` is a valid signature of ``data`` (whether that signer
+    is trusted is :mod:`medkd.bundle.trust`'s question).
 
-    Raises ``ValueError`` with what is wrong: malformed, another member, bad signature, untrusted key.
+    Raises ``ValueError`` with what is wrong: malformed, another member, a key that is not the one
+    named, a signature that does not match.
     """
     try:
         value: dict[str, Any] = json.loads(document.decode("utf-8"))
@@ -133,6 +145,4 @@ def check_signature(document: bytes, member: str, data: bytes, trusted: str | No
         public.verify(signature, data)
     except InvalidSignature:
         raise ValueError(f"the signature by {actual} does not match {member} (edited after signing, or signature replaced)") from None
-    if trusted is not None and actual != trusted:
-        raise ValueError(f"signed by {actual}, not by the trusted key {trusted}")
     return actual

@@ -1,29 +1,22 @@
-"""``medkd verify``: a verdict per check of a bundle, after unpacking it safely into a temporary directory.
+"""``medkd verify``: a verdict per check of a bundle.
 
-Checks: the members (safe to unpack), the manifest schema, the SHA-256 of every listed file (and no
-file beyond them), the signature (against a trusted key when one is given), and whether this device
-can run each variant (:mod:`medkd.bundle.compatibility`).
+Checks: the members (read safely, without writing: :mod:`medkd.bundle.unpack`), the manifest schema, the
+SHA-256 of every listed file, the signature against the trust store (:mod:`medkd.bundle.trust`), and,
+only for a bundle that passes those, whether this device can run each variant
+(:mod:`medkd.bundle.compatibility`, on the files unpacked into a temporary directory).
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medkd.artifacts import sha256_file
-from medkd.bundle.compatibility import Check, device_checks
+from medkd.bundle.checks import Check
+from medkd.bundle.compatibility import device_checks
 from medkd.bundle.device import DeviceProfile, local_device
-from medkd.bundle.schema import (
-    MANIFEST_MEMBER,
-    SIGNATURE_MEMBER,
-    BundleManifest,
-    parse_manifest,
-)
-from medkd.bundle.signing import check_signature, trusted_fingerprint
-from medkd.bundle.unpack import DEFAULT_LIMITS, UnpackLimits, UnsafeBundle, safe_unpack
-from medkd.data.progress import track
-from medkd.errors import BadInput
+from medkd.bundle.schema import BundleManifest
+from medkd.bundle.trust import TrustPolicy, signature_check
+from medkd.bundle.unpack import DEFAULT_LIMITS, Scan, UnpackLimits, UnsafeBundle, scan_bundle, unpacked
 
 
 @dataclass
@@ -37,73 +30,48 @@ class Verification:
         return [c for c in self.checks if c.status == "fail"]
 
 
-def integrity_checks(root: Path, members: list[str], manifest: BundleManifest) -> list[Check]:
-    """One check per listed file (present, same SHA-256) and one per member the manifest does not list."""
-    present = set(members) - {MANIFEST_MEMBER, SIGNATURE_MEMBER}
+def integrity_checks(manifest: BundleManifest, digests: dict[str, str]) -> list[Check]:
+    """One check per listed file: present, with the SHA-256 the manifest lists."""
     checks = []
-    for name, digest in track(sorted(manifest.files.items()), len(manifest.files), "checking files"):
-        if name not in present:
+    for name, digest in sorted(manifest.files.items()):
+        actual = digests.get(name)
+        if actual is None:
             checks.append(Check(f"file {name}", "fail", "missing: listed in manifest.json but not in the bundle"))
-            continue
-        actual = sha256_file(root / name)
-        if actual == digest:
+        elif actual == digest:
             checks.append(Check(f"file {name}", "pass", f"SHA-256 {digest[:16]}... matches"))
         else:
             checks.append(Check(f"file {name}", "fail", f"changed: SHA-256 {actual[:16]}..., manifest.json says {digest[:16]}..."))
-    checks += [Check(f"file {name}", "fail", "not listed in manifest.json (added after packing)") for name in sorted(present - set(manifest.files))]
     return checks
 
 
-def signature_check(root: Path, members: list[str], trusted: str | None, signer: str | None) -> Check:
-    if SIGNATURE_MEMBER not in members:
-        if trusted is not None:
-            return Check("signature", "fail", f"the bundle is not signed, and --pubkey asks for a signature by {trusted}")
-        return Check("signature", "skip", "the bundle is not signed")
-    manifest_bytes = (root / MANIFEST_MEMBER).read_bytes() if MANIFEST_MEMBER in members else b""
+def inspect_bundle(bundle: Path, trust: TrustPolicy, limits: UnpackLimits = DEFAULT_LIMITS) -> tuple[Verification, Scan | None]:
+    """Members, schema, integrity and signature of ``bundle``, read without writing anything; the scan
+    too when the manifest is valid."""
     try:
-        actual = check_signature((root / SIGNATURE_MEMBER).read_bytes(), MANIFEST_MEMBER, manifest_bytes, trusted)
-    except ValueError as exc:
-        return Check("signature", "fail", str(exc))
-    if signer is not None and actual != signer:
-        return Check("signature", "fail", f"signed by {actual}, but manifest.json names the signer {signer}")
-    pinned = "" if trusted is not None else " (key not pinned: pass --pubkey to check who signed)"
-    return Check("signature", "pass", f"valid ed25519 signature by {actual}{pinned}")
+        scan = scan_bundle(bundle, limits)
+    except UnsafeBundle as exc:
+        return Verification(bundle, [Check("members", "fail", problem) for problem in exc.problems]), None
+    head = scan.head
+    if head.manifest is None:
+        return Verification(bundle, [Check("schema", "fail", str(head.schema_error))]), None
+    manifest = head.manifest
+    checks = [
+        Check("members", "pass", f"{len(scan.digests)} files, all regular, with plain relative paths and the sizes manifest.json declares"),
+        Check("schema", "pass", f"{manifest.format} schema {manifest.schema}, {len(manifest.variants)} variant(s)"),
+        *integrity_checks(manifest, scan.digests),
+        signature_check(head.signature, head.manifest_bytes, manifest.signer, trust),
+    ]
+    return Verification(bundle, checks, manifest), scan
 
 
-def inspect_unpacked(root: Path, members: list[str], trusted: str | None, device: DeviceProfile | None) -> Verification:
-    """Schema, integrity, signature and (``device`` given, files intact) device checks of an unpacked bundle."""
-    verification = Verification(root)
-    checks = verification.checks
-    manifest = None
-    if MANIFEST_MEMBER not in members:
-        checks.append(Check("schema", "fail", f"the bundle has no {MANIFEST_MEMBER}"))
-    else:
-        try:
-            manifest = parse_manifest((root / MANIFEST_MEMBER).read_bytes())
-            checks.append(Check("schema", "pass", f"{manifest.format} schema {manifest.schema}, {len(manifest.variants)} variant(s)"))
-        except BadInput as exc:
-            checks.append(Check("schema", "fail", str(exc)))
-    if manifest is not None:
-        checks += integrity_checks(root, members, manifest)
-    checks.append(signature_check(root, members, trusted, None if manifest is None else manifest.signer))
-    if device is not None and manifest is not None:
-        if any(c.status == "fail" for c in checks):
-            checks.append(Check("device", "skip", "not checked: the bundle failed the checks above"))
-        else:
-            checks += device_checks(manifest.variants, root, device)
-    verification.manifest = manifest
-    return verification
-
-
-def verify_bundle(bundle: Path, pubkey: str | None = None, device: DeviceProfile | None = None, limits: UnpackLimits = DEFAULT_LIMITS) -> Verification:
-    """Every check of ``bundle``; ``device`` defaults to this machine, ``pubkey`` (PEM file or fingerprint) pins the signer."""
-    trusted = trusted_fingerprint(pubkey) if pubkey is not None else None
-    with tempfile.TemporaryDirectory(prefix="medkd-verify-") as scratch:
-        try:
-            members = safe_unpack(bundle, Path(scratch), limits)
-        except UnsafeBundle as exc:
-            return Verification(bundle, [Check("members", "fail", problem) for problem in exc.problems])
-        verification = inspect_unpacked(Path(scratch), members, trusted, device or local_device())
-    verification.checks.insert(0, Check("members", "pass", f"{len(members)} files, all regular with plain relative paths"))
-    verification.bundle = bundle
+def verify_bundle(bundle: Path, trust: TrustPolicy, device: DeviceProfile | None = None, limits: UnpackLimits = DEFAULT_LIMITS) -> Verification:
+    """Every check of ``bundle`` under ``trust``; ``device`` defaults to this machine."""
+    verification, scan = inspect_bundle(bundle, trust, limits)
+    if scan is None:
+        return verification
+    if verification.failed:
+        verification.checks.append(Check("device", "skip", "not checked: the bundle failed the checks above"))
+        return verification
+    with unpacked(bundle, scan, "medkd-verify-", limits) as root:
+        verification.checks += device_checks(scan.head.manifest.variants, root, device or local_device())  # type: ignore[union-attr]
     return verification

@@ -29,7 +29,7 @@ from medkd.cli.quantize import quantize_command
 from medkd.cli.report import report_command
 from medkd.cli.segment import segment_command
 from medkd.data.preprocessing import PreprocessingWarning
-from medkd.errors import BadInput, MedkdError
+from medkd.errors import BadInput, MedkdError, MedkdWarning
 
 app = typer.Typer(
     name="medkd",
@@ -85,7 +85,7 @@ def _fail(message: str, code: int, exc: BaseException | None = None) -> int:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     """medkd's own warnings as one ``warning:`` line; others as Python prints them."""
-    if issubclass(category, PreprocessingWarning):
+    if issubclass(category, (PreprocessingWarning, MedkdWarning)):
         _stderr.print(f"[bold yellow]warning:[/] {message}", soft_wrap=True)
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))

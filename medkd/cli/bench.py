@@ -10,6 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from medkd.cli.output import stdout_console
+from medkd.cli.trust_options import allow_unsigned_option, trust_store_option
 from medkd.errors import BadInput, MedkdError
 
 
@@ -44,6 +45,8 @@ def run_command(
     power: bool = typer.Option(False, "--power", help="Jetson: sample tegrastats and report energy per inference."),
     out: Path = typer.Option(None, "--out", "-o", help="Write the results JSON here."),
     append: bool = typer.Option(False, "--append", help="Add the entries to the results already in --out (same device)."),
+    trust_store: str = trust_store_option(),
+    allow_unsigned: bool = allow_unsigned_option(),
 ) -> None:
     """Time every graph of MODEL on one backend: p50 / p90 / p99 latency, throughput, peak memory."""
     from medkd.bench import BenchOptions, bench_model, device_info, new_document, read_document, write_document
@@ -52,7 +55,7 @@ def run_command(
 
     if append and (out is None or not out.is_file()):
         raise BadInput("--append adds to an existing results file: give --out FILE.json that exists")
-    options = BenchOptions(backend, batch, warmup, iters, threads, tuple(graph or ()), device, power)
+    options = BenchOptions(backend, batch, warmup, iters, threads, tuple(graph or ()), device, power, trust_store=trust_store, allow_unsigned=allow_unsigned)
     entries = bench_model(model, options)
     document = new_document(entries, device_info())
     if append:

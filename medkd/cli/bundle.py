@@ -1,4 +1,4 @@
-"""``medkd pack``, ``medkd verify`` and ``medkd keys generate``: signed vendor bundles."""
+"""``medkd pack``, ``medkd verify``, ``medkd keys generate`` and ``medkd keys list``: signed vendor bundles."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from medkd.cli.output import stdout_console
-from medkd.errors import MedkdError
+from medkd.cli.trust_options import allow_unsigned_option, trust_store_option
+from medkd.errors import BadInput
 
 keys_app = typer.Typer(help="Ed25519 signing keys for bundles.", no_args_is_help=True)
 VERDICT_STYLES = {"pass": "green", "fail": "bold red", "skip": "yellow"}
@@ -48,13 +49,14 @@ def pack_command(
 
 def verify_command(
     bundle: Path = typer.Argument(..., help="Bundle to check (NAME.medkd)."),
-    pubkey: str = typer.Option(None, "--pubkey", help="Trusted public key (PEM file, or its sha256:... fingerprint): the bundle must be signed by it."),
+    trust_store: str = trust_store_option("--pubkey"),
+    allow_unsigned: bool = allow_unsigned_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
 ) -> None:
-    """Check a bundle: safe members, schema, every file's SHA-256, signature, and whether this device can run it."""
-    from medkd.bundle import verify_bundle
+    """Check a bundle: safe members of declared sizes, schema, every file's SHA-256, a trusted signature, and whether this device can run it (exit 2 if any check fails)."""
+    from medkd.bundle import trust_policy, verify_bundle
 
-    verification = verify_bundle(bundle, pubkey)
+    verification = verify_bundle(bundle, trust_policy(trust_store, allow_unsigned))
     failed = verification.failed
     if as_json:
         typer.echo(json.dumps({"bundle": str(bundle), "ok": not failed, "checks": [asdict(c) for c in verification.checks]}, indent=2))
@@ -66,7 +68,7 @@ def verify_command(
             table.add_row(check.name, f"[{VERDICT_STYLES[check.status]}]{check.status}[/]", check.message)
         stdout_console().print(table)
     if failed:
-        raise MedkdError(f"{bundle.name}: {len(failed)} check(s) failed; first: {failed[0].name}: {failed[0].message}")
+        raise BadInput(f"{bundle.name} is refused: {len(failed)} check(s) failed; first: {failed[0].name}: {failed[0].message}")
     if not as_json:
         skipped = sum(c.status == "skip" for c in verification.checks)
         typer.echo(f"{bundle.name}: all checks passed" + (f" ({skipped} not checkable here or not applicable)" if skipped else ""))
@@ -82,3 +84,21 @@ def generate_command(
 
     fingerprint = generate_keypair(out, force)
     typer.echo(f"wrote {out} (private, keep it secret) and {public_key_path(out)} (public, give it to vendors): {fingerprint}")
+
+
+@keys_app.command("list")
+def list_command(trust_store: str = trust_store_option()) -> None:
+    """The keys a trust store trusts and revokes, by fingerprint: what verify, segment and bench accept here."""
+    from medkd.bundle.trust import REVOKED_FILE, TRUST_STORE_ENV, trust_policy
+
+    store = trust_policy(trust_store).store
+    if store is None:
+        raise BadInput(f"no trust store: pass --trust-store or set {TRUST_STORE_ENV}")
+    table = Table(title=f"trust store {store.source}")
+    for header in ("fingerprint", "status", "from"):
+        table.add_column(header, no_wrap=True)
+    for key, source in store.keys.items():
+        table.add_row(key, "[bold red]revoked[/]" if key in store.revoked else "[green]trusted[/]", Path(source).name)
+    for key in sorted(store.revoked - set(store.keys)):
+        table.add_row(key, "[bold red]revoked[/]", REVOKED_FILE)
+    stdout_console().print(table)

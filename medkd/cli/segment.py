@@ -6,14 +6,17 @@ from pathlib import Path
 
 import typer
 
+from medkd.cli.trust_options import allow_unsigned_option, trust_store_option
 from medkd.data.modality import canonical_modality
 from medkd.errors import BadInput
 
 
 def segment_command(
     model: str = typer.Option(None, "--model", "-m", help="Export directory (ONNX Runtime), .pt2 package, TensorRT .plan, or any model eval takes."),
-    bundle: Path = typer.Option(None, "--bundle", "-b", help="A NAME.medkd bundle instead of --model: checked, then run from what it carries."),
+    bundle: Path = typer.Option(None, "--bundle", "-b", help="A NAME.medkd bundle instead of --model: checked (signed by a trusted key), then run from what it carries."),
     variant: str = typer.Option(None, "--variant", help="Bundle variant (default: TensorRT engines that fit this device, else the first ONNX)."),
+    trust_store: str = trust_store_option(),
+    allow_unsigned: bool = allow_unsigned_option(),
     image: Path = typer.Option(..., "--image", "-i", help="PNG / JPEG / NIfTI / DICOM / NPZ image."),
     out: Path = typer.Option(..., "--out", "-o", help="mask.png (0/255) or mask.nii.gz."),
     box: str = typer.Option(None, "--box", help="x0,y0,x1,y1 in original pixels (ends inclusive)."),
@@ -33,8 +36,8 @@ def segment_command(
         write_mask,
     )
 
-    if (model is None) == (bundle is None) or (variant is not None and bundle is None):
-        raise BadInput("give either --model or --bundle (and --variant only with --bundle)")
+    if (model is None) == (bundle is None) or ((variant is not None or trust_store is not None or allow_unsigned) and bundle is None):
+        raise BadInput("give either --model or --bundle (and --variant, --trust-store, --allow-unsigned only with --bundle)")
     if not image.exists():
         raise BadInput(f"{image} does not exist")
     if not out.name.lower().endswith(MASK_SUFFIXES):
@@ -42,9 +45,9 @@ def segment_command(
     points, labels = parse_points(point)
     rgb = load_slice(image, canonical_modality(modality), slice_index)
     if bundle is not None:
-        from medkd.bundle import load_bundle_segmenter
+        from medkd.bundle import load_bundle_segmenter, trust_policy
 
-        segmenter = load_bundle_segmenter(bundle, variant)
+        segmenter = load_bundle_segmenter(bundle, trust_policy(trust_store, allow_unsigned), variant)
     else:
         segmenter = load_segmenter(model, None, "auto")
     mask = segment_image(segmenter, rgb, None if box is None else parse_box(box), points, labels, crop)

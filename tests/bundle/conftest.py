@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -13,7 +14,9 @@ import pytest
 from medkd.runtime.layout import read_layout
 
 from medkd.artifacts import Manifest, as_input, hash_files, write_manifest
-from medkd.bundle.signing import generate_keypair
+from medkd.bundle.schema import MANIFEST_MEMBER, SIGNATURE_MEMBER, canonical_bytes
+from medkd.bundle.signing import fingerprint, generate_keypair, load_private_key, public_key_path, sign
+from medkd.bundle.trust import TRUST_STORE_ENV
 from medkd.cli import run
 from tests.conftest import TINY_UNET
 from tests.export.conftest import export_onnx
@@ -48,6 +51,12 @@ def make_run(directory: Path, name: str, kwargs: dict, data: Path, bench: bool =
     return directory
 
 
+@pytest.fixture(autouse=True)
+def no_trust_store_from_the_environment(monkeypatch) -> None:
+    """Tests name their trust store; one set in the shell running them does not count."""
+    monkeypatch.delenv(TRUST_STORE_ENV, raising=False)
+
+
 @pytest.fixture(scope="session")
 def unet_run(ct_manifest, tmp_path_factory) -> Path:
     return make_run(tmp_path_factory.mktemp("unet-run"), "unet", TINY_UNET, ct_manifest, bench=True)
@@ -70,6 +79,12 @@ def other_key(tmp_path_factory) -> Path:
     key = tmp_path_factory.mktemp("other-keys") / "other.pem"
     generate_keypair(key)
     return key
+
+
+@pytest.fixture(scope="session")
+def trusted(signing_key) -> str:
+    """A trust store that holds the vendor's key: its public key file."""
+    return str(public_key_path(signing_key))
 
 
 def pack(run_dir: Path, out: Path, target: str = "x86-cpu", *extra: str) -> Path:
@@ -130,6 +145,34 @@ def replace_member(name: str, change: Callable[[bytes], bytes]) -> Callable[[Mem
     def edit(members: Members) -> Members:
         assert any(info.name == name for info, _ in members), name
         return [(info, change(data) if info.name == name else data) for info, data in members]
+
+    return edit
+
+
+def sealed(contents: dict[str, bytes], manifest: dict, key: Path | None, keep_signer: bool = False) -> Members:
+    """Members in pack's order with ``manifest`` signed by ``key`` and naming it as its signer (or, with
+    ``keep_signer``, naming whom it named), or with no key unsigned and naming no signer."""
+    private = load_private_key(key) if key is not None else None
+    if not keep_signer:
+        manifest["signer"] = fingerprint(private.public_key()) if private is not None else None
+    head = {MANIFEST_MEMBER: canonical_bytes(manifest)}
+    if private is not None:
+        head[SIGNATURE_MEMBER] = sign(private, MANIFEST_MEMBER, head[MANIFEST_MEMBER])
+    files = [(name, data) for name, data in contents.items() if name not in (MANIFEST_MEMBER, SIGNATURE_MEMBER)]
+    return [(tarfile.TarInfo(name), data) for name, data in [*head.items(), *files]]
+
+
+def reseal(key: Path | None, keep_signer: bool = False) -> Callable[[Members], Members]:
+    """What anyone can do to a bundle: recompute manifest.json's hashes and sizes from the members, then
+    sign it with their own ``key`` (see :func:`sealed`)."""
+
+    def edit(members: Members) -> Members:
+        contents = {info.name: data for info, data in members}
+        manifest = json.loads(contents[MANIFEST_MEMBER])
+        for name in manifest["files"]:
+            manifest["files"][name] = hashlib.sha256(contents[name]).hexdigest()
+            manifest["sizes"][name] = len(contents[name])
+        return sealed(contents, manifest, key, keep_signer)
 
     return edit
 

@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from medkd.bundle import DeviceProfile, default_variant, local_device, verify_bundle
+from medkd.bundle import DeviceProfile, default_variant, local_device, trust_policy, verify_bundle
 from medkd.bundle.compatibility import engine_check, onnx_check, version_tuple
 from medkd.bundle.schema import EngineSpec, GraphSpec, Variant
 from medkd.cli import run
@@ -73,7 +73,7 @@ def orin_bundle(unet_run, tmp_path_factory):
     ],
 )
 def test_a_bundle_with_engines_for_another_device_is_incompatible(orin_bundle, device, message):
-    verification = verify_bundle(orin_bundle, device=replace(device, onnxruntime=local_device().onnxruntime))
+    verification = verify_bundle(orin_bundle, trust_policy(allow_unsigned=True), device=replace(device, onnxruntime=local_device().onnxruntime))
     assert [f"{c.name}: {c.message}".split(" (runs")[0] for c in verification.failed] == [f"device tensorrt-fp16/unet.fp16.plan: {message}"]
     assert default_variant(verification.manifest, device).name == "onnx-fp32"
     assert default_variant(verification.manifest, replace(ORIN, onnxruntime="1.20.0")).name == "tensorrt-fp16"
@@ -83,8 +83,8 @@ def test_a_bundle_with_engines_for_another_device_is_incompatible(orin_bundle, d
 def test_engines_are_not_checkable_on_a_machine_without_tensorrt(orin_bundle, capsys):
     if local_device().tensorrt is not None:
         pytest.skip("TensorRT is installed here")
-    code, report = verify_json(orin_bundle, capsys=capsys)
+    code, report = verify_json(orin_bundle, "--allow-unsigned", capsys=capsys)
     engine = next(c for c in report["checks"] if c["name"] == "device tensorrt-fp16/unet.fp16.plan")
     assert code == 0 and failures(report) == [] and engine["status"] == "skip"
     assert engine["message"].startswith("not checkable here (TensorRT is not installed")
-    assert run(["verify", str(orin_bundle)]) == 0 and "not checkable here or not applicable" in capsys.readouterr().out
+    assert run(["verify", str(orin_bundle), "--allow-unsigned"]) == 0 and "not checkable here or not applicable" in capsys.readouterr().out

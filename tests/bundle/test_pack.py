@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import shutil
+import subprocess
+import sys
 
 import onnx
 import pytest
@@ -39,6 +42,7 @@ def test_bundle_records_files_tensors_provenance_licences_and_accuracy(unet_bund
     assert manifest.files["variants/onnx-fp32/unet.onnx"] == export.files["unet.onnx"]
     assert manifest.files["variants/onnx-fp32/manifest.json"] == sha256_file(unet_run / "export" / "manifest.json")
     assert set(members) == {*manifest.files, "manifest.json", "manifest.sig"}
+    assert manifest.sizes == {name: len(members[name]) for name in manifest.files} and manifest.schema == 2
     (graph,) = variant.graphs
     assert [(t.name, t.shape, t.dtype) for t in graph.inputs] == [("image", ["batch", 4, 256, 256], "float32")]
     assert variant.validation["min_mask_dsc"] >= 0.99 and variant.onnxruntime == export.software["onnxruntime"]
@@ -180,3 +184,32 @@ def test_bad_pack_options_are_bad_input(unet_run, args, message, capsys, monkeyp
 def test_a_run_without_exports_is_bad_input(unet_run, tmp_path, capsys):
     assert run(["pack", str(unet_run / "student"), "--target", "x86-cpu", "--out", str(tmp_path / "s.medkd")]) == 2
     assert "has nothing to pack for x86-cpu (no export artifact found)" in capsys.readouterr().err
+
+
+# medkd pack, killed (SIGKILL) in the middle of the archive: manifest, signature and model card written.
+KILLED_PACK = """
+import os, signal, sys, tarfile
+add = tarfile.TarFile.addfile
+def addfile(self, info, fileobj=None):
+    add(self, info, fileobj)
+    if info.name == "MODEL_CARD.md":
+        os.kill(os.getpid(), signal.SIGKILL)
+tarfile.TarFile.addfile = addfile
+from medkd.cli import run
+run(sys.argv[1:])
+"""
+
+
+def test_a_killed_pack_leaves_nothing_after_the_next_run(unet_run, tmp_path, capsys):
+    out = tmp_path / "unet.medkd"
+    other = tmp_path / ".other.medkd.x1y2.tmp"  # another bundle's: not this pack's to remove
+    other.write_bytes(b"partial")
+    argv = ["pack", str(unet_run), "--target", "x86-cpu", "--out", str(out)]
+    killed = subprocess.run([sys.executable, "-c", KILLED_PACK, *argv], capture_output=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    (partial,) = tmp_path.glob(".unet.medkd.*.tmp")
+    assert partial.is_file() and not out.exists()
+    assert run(argv) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, out.name]
+    capsys.readouterr()
+    assert run(["verify", str(out), "--allow-unsigned"]) == 0 and "all checks passed" in capsys.readouterr().out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import replace
 
@@ -10,13 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medkd.bundle import load_bundle_segmenter
-from medkd.bundle.schema import canonical_bytes
+from medkd.bundle import load_bundle_segmenter, trust_policy
 from medkd.cli import run
 from medkd.data import ArrayCache, RowLoader, load_manifest
 from medkd.runtime import load_segmenter
 from medkd.evaluation.runner import _predict
-from tests.bundle.conftest import pack, read_members, rewrite
+from tests.bundle.conftest import pack, read_members, replace_member, reseal, rewrite
 
 pytestmark = pytest.mark.data
 
@@ -30,7 +28,7 @@ def _segment(source: list[str], image, box: str, out, *extra: str) -> np.ndarray
     ("sam_run", (3,), "normalization sam, resize longest, input size 64 px, crop box (square window of 2 x the box's longer side, at least 64 px"),
     ("unet_run", (3, 20), "normalization sam, resize longest, input size 256 px, crop box (square window of 2 x the box's longer side, at least 64 px"),
 ])
-def test_bundle_mask_equals_eval_with_the_trained_box_crop(run_fixture, rows, card_line, request, ct_manifest, signing_key, tmp_path, capsys):
+def test_bundle_mask_equals_eval_with_the_trained_box_crop(run_fixture, rows, card_line, request, ct_manifest, signing_key, trusted, tmp_path, capsys):
     """The reference recipe's students (tinyvit-256, U-Net) trained with ``crop: box``: ``medkd segment
     --bundle`` runs that crop by itself, matching eval's masks, and the model card names it."""
     run_dir = request.getfixturevalue(run_fixture)
@@ -43,7 +41,7 @@ def test_bundle_mask_equals_eval_with_the_trained_box_crop(run_fixture, rows, ca
     assert segmenter.preprocessing.crop == "box"
     for row in (manifest.rows[i] for i in rows):
         image, box = manifest.resolve(row.image), ",".join(str(v) for v in row.box)
-        from_bundle = _segment(["--bundle", str(bundle)], image, box, tmp_path / "bundle.png")
+        from_bundle = _segment(["--bundle", str(bundle), "--trust-store", trusted], image, box, tmp_path / "bundle.png")
         from_export = _segment(["--model", str(run_dir / "export")], image, box, tmp_path / "export.png")
         truths = {row.id: loader.mask(row)}
         evaluated = _predict(segmenter, [[row]], loader, "box", segmenter.preprocessing, truths)[row.id]
@@ -52,7 +50,7 @@ def test_bundle_mask_equals_eval_with_the_trained_box_crop(run_fixture, rows, ca
         assert np.array_equal(from_bundle, from_export) and np.array_equal(from_bundle, evaluated)
         assert not np.array_equal(evaluated, whole_image)  # the crop matters: segment did not run the whole image
         capsys.readouterr()
-        overridden = _segment(["--bundle", str(bundle)], image, box, tmp_path / "none.png", "--crop", "none")
+        overridden = _segment(["--bundle", str(bundle), "--trust-store", trusted], image, box, tmp_path / "none.png", "--crop", "none")
         assert "warning:" in (err := capsys.readouterr().err) and "trained with crop 'box' and is run with crop 'none'" in err
         assert np.array_equal(overridden, whole_image)
 
@@ -65,23 +63,26 @@ def test_points_only_prompts_with_a_box_crop_model_are_bad_input(sam_run, ct_man
     assert "runs with crop 'box'" in capsys.readouterr().err
 
 
-def test_the_default_variant_is_onnx_fp32_here_and_a_named_one_is_used(unet_bundle):
-    segmenter = load_bundle_segmenter(unet_bundle)
+def test_the_default_variant_is_onnx_fp32_here_and_a_named_one_is_used(unet_bundle, trusted):
+    trust = trust_policy(trusted)
+    segmenter = load_bundle_segmenter(unet_bundle, trust)
     assert segmenter.source == f"{unet_bundle}#onnx-fp32" and segmenter.family == "unet" and segmenter.input_size == 256
-    assert load_bundle_segmenter(unet_bundle, "onnx-fp32").source.endswith("#onnx-fp32")
+    assert load_bundle_segmenter(unet_bundle, trust, "onnx-fp32").source.endswith("#onnx-fp32")
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--variant", "tensorrt-fp16"], "the bundle has no variant 'tensorrt-fp16' (it has onnx-fp32)"),
-        (["--model", "x"], "give either --model or --bundle"),
+        (["--bundle", "{bundle}", "--variant", "tensorrt-fp16"], "the bundle has no variant 'tensorrt-fp16' (it has onnx-fp32)"),
+        (["--bundle", "{bundle}", "--model", "x"], "give either --model or --bundle"),
+        (["--model", "x", "--trust-store", "{trusted}"], "--trust-store, --allow-unsigned only with --bundle"),
     ],
 )
-def test_bad_bundle_options_are_bad_input(unet_bundle, ct_manifest, tmp_path, options, message, capsys):
+def test_bad_bundle_options_are_bad_input(unet_bundle, trusted, ct_manifest, tmp_path, options, message, capsys):
     manifest = load_manifest(ct_manifest)
     image = manifest.resolve(manifest.rows[0].image)
-    argv = ["segment", "--bundle", str(unet_bundle), *options, "-i", str(image), "--box", "1,1,40,40", "-o", str(tmp_path / "m.png")]
+    options = [option.format(bundle=unet_bundle, trusted=trusted) for option in options]
+    argv = ["segment", *options, "--trust-store", trusted, "-i", str(image), "--box", "1,1,40,40", "-o", str(tmp_path / "m.png")]
     assert run(argv) == 2
     assert message in capsys.readouterr().err
 
@@ -91,18 +92,13 @@ def test_a_variant_that_is_not_onnx_or_engines_is_never_opened(unet_run, ct_mani
     bundle = pack(unet_run, tmp_path / "plain.medkd")
     inner = "variants/onnx-fp32/manifest.json"
 
-    def claim_aoti(members):
-        contents = {info.name: data for info, data in members}
-        artifact = json.loads(contents[inner])
+    def claim_aoti(data: bytes) -> bytes:
+        artifact = json.loads(data)
         artifact["kind"] = "aoti"
-        contents[inner] = json.dumps(artifact).encode()
-        manifest = json.loads(contents["manifest.json"])
-        manifest["files"][inner] = hashlib.sha256(contents[inner]).hexdigest()
-        contents["manifest.json"] = canonical_bytes(manifest)
-        return [(info, contents[info.name]) for info, _ in members]
+        return json.dumps(artifact).encode()
 
-    forged = rewrite(bundle, tmp_path / "forged.medkd", claim_aoti)
+    forged = rewrite(bundle, tmp_path / "forged.medkd", lambda members: reseal(None)(replace_member(inner, claim_aoti)(members)))
     manifest = load_manifest(ct_manifest)
-    argv = ["segment", "--bundle", str(forged), "-i", str(manifest.resolve(manifest.rows[0].image)), "--box", "1,1,40,40", "-o", str(tmp_path / "m.png")]
+    argv = ["segment", "--bundle", str(forged), "--allow-unsigned", "-i", str(manifest.resolve(manifest.rows[0].image)), "--box", "1,1,40,40", "-o", str(tmp_path / "m.png")]
     assert run(argv) == 2
     assert "variant onnx-fp32 holds a 'aoti' artifact, not 'export': bundles run only ONNX and TensorRT engines" in capsys.readouterr().err

@@ -16,10 +16,10 @@ from medkd.bundle.signing import (
     check_signature,
     fingerprint,
     load_private_key,
-    load_public_key,
+    load_public_keys,
+    parse_fingerprint,
     public_key_path,
     sign,
-    trusted_fingerprint,
 )
 from medkd.cli import run
 from medkd.errors import BadInput
@@ -31,7 +31,8 @@ def test_keys_generate_writes_a_private_key_only_its_owner_reads(tmp_path, capsy
     assert run(["keys", "generate", "--out", str(key)]) == 0
     printed = capsys.readouterr().out.strip().rsplit(" ", 1)[-1]
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    assert printed == fingerprint(load_public_key(public_key_path(key))) == fingerprint(load_private_key(key).public_key())
+    (public,) = load_public_keys(public_key_path(key))
+    assert printed == fingerprint(public) == fingerprint(load_private_key(key).public_key())
     assert len(printed) == len("sha256:") + 64
     assert run(["keys", "generate", "--out", str(key)]) == 2
     assert "exists: pass --force" in capsys.readouterr().err
@@ -55,25 +56,25 @@ def test_only_ed25519_keys_sign(tmp_path):
     other.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     with pytest.raises(BadInput, match="is not an Ed25519 key"):
         load_private_key(other)
-    with pytest.raises(BadInput, match="--pubkey fingerprint must be sha256: and 64 hex digits"):
-        trusted_fingerprint("sha256:abc")
+    with pytest.raises(BadInput, match="a key fingerprint is sha256: and 64 hex digits, not 'sha256:abc'"):
+        parse_fingerprint("sha256:abc")
 
 
 def test_the_signature_covers_every_byte(signing_key):
     key = load_private_key(signing_key)
     data = canonical_bytes({"format": "x", "value": 1})
     document = sign(key, "manifest.json", data)
-    assert check_signature(document, "manifest.json", data, None) == fingerprint(key.public_key())
+    assert check_signature(document, "manifest.json", data) == fingerprint(key.public_key())
     with pytest.raises(ValueError, match="does not match manifest.json"):
-        check_signature(document, "manifest.json", data[:-1] + b" ", None)
+        check_signature(document, "manifest.json", data[:-1] + b" ")
     with pytest.raises(ValueError, match="expected ed25519 over 'other.json'"):
-        check_signature(document, "other.json", data, None)
+        check_signature(document, "other.json", data)
     with pytest.raises(ValueError, match="malformed"):
-        check_signature(b"{}", "manifest.json", data, None)
+        check_signature(b"{}", "manifest.json", data)
     forged = json.loads(document)
     forged["public_key_fingerprint"] = "sha256:" + "0" * 64
     with pytest.raises(ValueError, match="names key sha256:0000"):
-        check_signature(json.dumps(forged).encode(), "manifest.json", data, None)
+        check_signature(json.dumps(forged).encode(), "manifest.json", data)
 
 
 @pytest.mark.data
@@ -85,7 +86,12 @@ def test_the_schema_refuses_unknown_missing_newer_and_dangling(unet_bundle):
     cases = [
         (lambda v: v.update(extra=1), "manifest: unknown key 'extra'"),
         (lambda v: v["model"].pop("version"), "manifest.model: missing key 'version'"),
-        (lambda v: v.update(schema=2), "bundle schema 2 is not one this medkd reads"),
+        (lambda v: v.update(schema=1), "bundle schema 1 is not the one this medkd reads (2): pack the bundle again with this medkd"),
+        (lambda v: v.update(schema=3), "bundle schema 3 is not the one this medkd reads (2)"),
+        (lambda v: v["sizes"].pop("MODEL_CARD.md"), "manifest.sizes: no size for MODEL_CARD.md"),
+        (lambda v: v["sizes"].update({"extra.onnx": 1}), "manifest.sizes: extra.onnx is not among the hashed files"),
+        (lambda v: v["sizes"].update({"MODEL_CARD.md": -1}), "manifest.sizes[MODEL_CARD.md]: expected a size in bytes, got -1"),
+        (lambda v: v["files"].update({"MODEL_CARD.md/x": "0" * 64}), "manifest.files: MODEL_CARD.md is both a file and a folder"),
         (lambda v: v["variants"][0].update(format="pt2"), "manifest.variants[0].format: expected one of onnx, tensorrt"),
         (lambda v: v["files"].pop("variants/onnx-fp32/unet.onnx"), "variants/onnx-fp32/unet.onnx is not among the hashed files"),
         (lambda v: v.update(format="other"), "is not a medkd.bundle manifest"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 import tempfile
 import uuid
@@ -11,14 +12,15 @@ from pathlib import Path
 import pytest
 
 from medkd.bundle.schema import canonical_bytes
-from medkd.bundle.signing import fingerprint, load_private_key, public_key_path, sign
-from medkd.bundle.unpack import UnpackLimits, UnsafeBundle, safe_unpack
+from medkd.bundle.signing import fingerprint, load_private_key
+from medkd.bundle.unpack import UnpackLimits, UnsafeBundle, scan_bundle
 from medkd.cli import run
 from medkd.data import load_manifest
 from tests.bundle.conftest import (
     failures,
     read_members,
     replace_member,
+    reseal,
     rewrite,
     verify_json,
 )
@@ -27,15 +29,17 @@ pytestmark = pytest.mark.data
 MODEL = "variants/onnx-fp32/unet.onnx"
 
 
-def test_a_packed_bundle_verifies(unet_bundle, signing_key, capsys):
-    code, report = verify_json(unet_bundle, "--pubkey", str(public_key_path(signing_key)), capsys=capsys)
+def test_a_packed_bundle_verifies(unet_bundle, signing_key, trusted, capsys):
+    assert [info.name for info, _ in read_members(unet_bundle)][:3] == ["manifest.json", "manifest.sig", "MODEL_CARD.md"]
+    code, report = verify_json(unet_bundle, "--trust-store", trusted, capsys=capsys)
     assert code == 0 and report["ok"] and failures(report) == []
     checks = {c["name"]: c for c in report["checks"]}
-    assert checks["signature"]["status"] == "pass" and "valid ed25519 signature" in checks["signature"]["message"]
-    assert checks[f"file {MODEL}"]["status"] == "pass" and checks["device onnx-fp32/unet.onnx"]["message"].startswith("ONNX Runtime")
     pinned = fingerprint(load_private_key(signing_key).public_key())
-    assert run(["verify", str(unet_bundle), "--pubkey", pinned]) == 0
-    assert "all checks passed" in capsys.readouterr().out
+    assert checks["signature"] == {"name": "signature", "status": "pass", "message": f"valid ed25519 signature by {pinned}, a trusted key ({trusted})"}
+    assert checks[f"file {MODEL}"]["status"] == "pass" and checks["device onnx-fp32/unet.onnx"]["message"].startswith("ONNX Runtime")
+    for store in (pinned, trusted):
+        assert run(["verify", str(unet_bundle), "--pubkey", store]) == 0
+        assert "all checks passed" in capsys.readouterr().out
 
 
 def _flip_byte(data: bytes) -> bytes:
@@ -46,22 +50,6 @@ def _edit_manifest(data: bytes) -> bytes:
     value = json.loads(data)
     value["model"]["version"] = "9.9.9"
     return canonical_bytes(value)
-
-
-def _resign(key_path: Path, with_signer: bool):
-    """Another key signs the manifest (naming itself as signer when ``with_signer``)."""
-    key = load_private_key(key_path)
-
-    def edit(members):
-        contents = {info.name: content for info, content in members}
-        manifest = json.loads(contents["manifest.json"])
-        if with_signer:
-            manifest["signer"] = fingerprint(key.public_key())
-        document = canonical_bytes(manifest)
-        replaced = {"manifest.json": document, "manifest.sig": sign(key, "manifest.json", document)}
-        return [(info, replaced.get(info.name, content)) for info, content in members]
-
-    return edit
 
 
 def _added(members):
@@ -80,49 +68,45 @@ def _garbled_signature(data: bytes) -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("tamper", "message", "pinned"),
+    ("tamper", "message"),
     [
-        ("byte", f"file {MODEL}: changed: SHA-256", False),
-        ("manifest", "does not match manifest.json (edited after signing, or signature replaced)", False),
-        ("added", "file variants/onnx-fp32/extra.onnx: not listed in manifest.json (added after packing)", False),
-        ("removed", f"file {MODEL}: missing: listed in manifest.json but not in the bundle", False),
-        ("signature", "does not match manifest.json", False),
-        ("signature-other-key", "but manifest.json names the signer", False),
-        ("resigned-by-other-key", "not by the trusted key", True),
+        ("byte", f"file {MODEL}: changed: SHA-256"),
+        ("longer", f"members: member '{MODEL}' is "),
+        ("manifest", "does not match manifest.json (edited after signing, or signature replaced)"),
+        ("added", "members: member 'variants/onnx-fp32/extra.onnx' is not listed in manifest.json (added after packing)"),
+        ("removed", f"file {MODEL}: missing: listed in manifest.json but not in the bundle"),
+        ("signature", "does not match manifest.json"),
+        ("signature-other-key", "but manifest.json names the signer"),
+        ("resigned-by-other-key", "which is not a key of the trust store"),
     ],
 )
-def test_tampering_fails_with_its_own_message(unet_bundle, signing_key, other_key, tmp_path, tamper, message, pinned, capsys):
+def test_tampering_is_refused_with_its_own_message(unet_bundle, trusted, other_key, tmp_path, tamper, message, capsys):
     edits = {
         "byte": replace_member(MODEL, _flip_byte),
+        "longer": replace_member(MODEL, lambda data: data + b"\0"),
         "manifest": replace_member("manifest.json", _edit_manifest),
         "added": _added,
         "removed": _removed,
         "signature": replace_member("manifest.sig", _garbled_signature),
-        "signature-other-key": _resign(other_key, with_signer=False),
-        "resigned-by-other-key": _resign(other_key, with_signer=True),
+        "signature-other-key": reseal(other_key, keep_signer=True),
+        "resigned-by-other-key": reseal(other_key),
     }
     bundle = rewrite(unet_bundle, tmp_path / f"{tamper}.medkd", edits[tamper])
-    extra = ["--pubkey", str(public_key_path(signing_key))] if pinned else []
-    code, report = verify_json(bundle, *extra, capsys=capsys)
-    assert code == 1 and not report["ok"]
+    code, report = verify_json(bundle, "--trust-store", trusted, capsys=capsys)
+    assert code == 2 and not report["ok"]
     assert any(message in failure for failure in failures(report)), failures(report)
 
 
-def test_the_resigned_bundle_passes_without_a_pinned_key(unet_bundle, other_key, tmp_path, capsys):
-    """What --pubkey is for: a consistent re-signing by someone else is only caught against a trusted key."""
-    bundle = rewrite(unet_bundle, tmp_path / "resigned.medkd", _resign(other_key, with_signer=True))
-    code, report = verify_json(bundle, capsys=capsys)
-    assert code == 0 and "key not pinned" in next(c["message"] for c in report["checks"] if c["name"] == "signature")
-
-
-def test_an_unsigned_bundle_fails_only_when_a_key_is_pinned(unet_run, signing_key, tmp_path, capsys):
+def test_an_unsigned_bundle_is_accepted_only_with_allow_unsigned(unet_run, trusted, tmp_path, capsys):
     bundle = tmp_path / "unsigned.medkd"
     assert run(["pack", str(unet_run), "--target", "x86-cpu", "--out", str(bundle)]) == 0
     capsys.readouterr()
-    code, report = verify_json(bundle, capsys=capsys)
-    assert code == 0 and {"name": "signature", "status": "skip", "message": "the bundle is not signed"} in report["checks"]
-    code, report = verify_json(bundle, "--pubkey", str(public_key_path(signing_key)), capsys=capsys)
-    assert code == 1 and any("the bundle is not signed, and --pubkey asks for a signature" in f for f in failures(report))
+    for store in ([], ["--trust-store", trusted]):
+        code, report = verify_json(bundle, *store, capsys=capsys)
+        assert code == 2 and any("signature: the bundle is not signed: only bundles signed by a trusted key are accepted" in f for f in failures(report))
+        code, report = verify_json(bundle, *store, "--allow-unsigned", capsys=capsys)
+        signature = next(c for c in report["checks"] if c["name"] == "signature")
+        assert code == 0 and signature == {"name": "signature", "status": "skip", "message": "the bundle is not signed; accepted because of --allow-unsigned (development only)"}
 
 
 def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tuple[tarfile.TarInfo, bytes | None]:
@@ -143,38 +127,55 @@ UNSAFE = {
 }
 
 
-@pytest.mark.parametrize("case", list(UNSAFE))
-def test_unsafe_members_are_refused_before_anything_is_written(unet_bundle, tmp_path, case, capsys):
+@pytest.mark.parametrize(("case", "position"), [(case, position) for case in UNSAFE for position in (0, 2) if (case, position) != ("repeated", 0)])
+def test_unsafe_members_are_refused_before_anything_is_written(unet_bundle, trusted, tmp_path, case, position, monkeypatch, capsys):
+    """An unsafe member first in the archive, or among the files after manifest.json and manifest.sig."""
     member, message = UNSAFE[case]
-    bundle = rewrite(unet_bundle, tmp_path / f"{case}.medkd", lambda members: [member, *members])
-    code, report = verify_json(bundle, capsys=capsys)
-    assert code == 1 and any(f.startswith("members: ") and message in f for f in failures(report)), failures(report)
-    dest = tmp_path / "unpacked"
+    bundle = rewrite(unet_bundle, tmp_path / f"{case}.medkd", lambda members: [*members[:position], member, *members[position:]])
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    code, report = verify_json(bundle, "--trust-store", trusted, capsys=capsys)
+    assert code == 2 and [f for f in failures(report) if f.startswith("members: ")] == failures(report) != []
+    assert any(message in f for f in failures(report)), failures(report)
     with pytest.raises(UnsafeBundle, match="is refused"):
-        safe_unpack(bundle, dest)
-    assert not (Path(tempfile.gettempdir()) / ESCAPE).exists() and not (tmp_path / ESCAPE).exists()
-    assert not any(path.is_symlink() or not (path.is_file() or path.is_dir()) for path in dest.rglob("*"))
+        scan_bundle(bundle)
+    assert list(scratch.iterdir()) == [] and not (Path(tempfile.gettempdir()) / ESCAPE).exists() and not (tmp_path / ESCAPE).exists()
 
 
-def test_segment_refuses_an_unsafe_or_tampered_bundle(unet_bundle, ct_manifest, tmp_path, capsys):
+def test_the_manifest_must_come_first(unet_bundle, tmp_path, capsys):
+    """As schema-1 bundles had it: manifest.json and manifest.sig last."""
+    bundle = rewrite(unet_bundle, tmp_path / "last.medkd", lambda members: [*members[2:], *members[:2]])
+    code, report = verify_json(bundle, capsys=capsys)
+    assert code == 2 and failures(report) == ["members: the first member is 'MODEL_CARD.md', not manifest.json (pack the bundle again with this medkd)"]
+
+
+def test_segment_refuses_an_unsafe_or_tampered_bundle(unet_bundle, trusted, ct_manifest, tmp_path, capsys):
     manifest = load_manifest(ct_manifest)
     row = manifest.rows[0]
-    for name, edit in (("link", lambda m: [UNSAFE["symlink"][0], *m]), ("byte", replace_member(MODEL, _flip_byte))):
+    for name, edit in (("link", lambda m: [*m[:2], UNSAFE["symlink"][0], *m[2:]]), ("byte", replace_member(MODEL, _flip_byte))):
         bundle = rewrite(unet_bundle, tmp_path / f"{name}.medkd", edit)
-        argv = ["segment", "--bundle", str(bundle), "-i", str(manifest.resolve(row.image)), "--box", ",".join(map(str, row.box)), "-o", str(tmp_path / "m.png")]
+        argv = ["segment", "--bundle", str(bundle), "--trust-store", trusted, "-i", str(manifest.resolve(row.image)), "--box", ",".join(map(str, row.box)), "-o", str(tmp_path / "m.png")]
         assert run(argv) == 2
         assert "is refused" in capsys.readouterr().err and not (tmp_path / "m.png").exists()
 
 
-def test_size_and_count_limits(unet_bundle, tmp_path):
-    sizes = {info.name: info.size for info, _ in read_members(unet_bundle)}
-    with pytest.raises(UnsafeBundle, match=f"member '{MODEL}' is {sizes[MODEL]} bytes, over the limit of 1000"):
-        safe_unpack(unet_bundle, tmp_path / "a", UnpackLimits(max_member_bytes=1000))
-    with pytest.raises(UnsafeBundle, match="more than 3 members"):
-        safe_unpack(unet_bundle, tmp_path / "b", UnpackLimits(max_members=3))
-    with pytest.raises(UnsafeBundle, match="members add up to more than 2000 bytes"):
-        safe_unpack(unet_bundle, tmp_path / "c", UnpackLimits(max_total_bytes=2000))
-    assert sorted(safe_unpack(unet_bundle, tmp_path / "d")) == sorted(sizes)
+def test_declared_sizes_are_bounded(unet_bundle, tmp_path):
+    members = read_members(unet_bundle)
+    sizes = {info.name: info.size for info, _ in members if info.name not in ("manifest.json", "manifest.sig")}
+    total, archive = sum(sizes.values()), unet_bundle.stat().st_size
+    cases = [
+        (UnpackLimits(max_member_bytes=1000), f"manifest.json declares '{MODEL}' as {sizes[MODEL]} bytes, over the limit of 1000"),
+        (UnpackLimits(max_members=3), f"manifest.json declares {len(sizes)} files, more than 3"),
+        (UnpackLimits(max_total_bytes=2000), f"manifest.json declares {total} bytes in all, over the limit of 2000"),
+        (UnpackLimits(max_ratio=1.0), f"manifest.json declares {total} bytes in a {archive}-byte archive, more than 1 times its size"),
+        (UnpackLimits(max_manifest_bytes=100), f"member 'manifest.json' is {members[0][0].size} bytes, over the limit of 100"),
+    ]
+    for limits, message in cases:
+        with pytest.raises(UnsafeBundle, match=re.escape(message)):
+            scan_bundle(unet_bundle, limits)
+    scan = scan_bundle(unet_bundle)
+    assert list(scan.digests) == list(sizes) and scan.digests == scan.head.manifest.files
 
 
 @pytest.mark.parametrize(("content", "message"), [(b"not an archive", "not a medkd bundle"), (None, "does not exist")])
@@ -186,7 +187,7 @@ def test_what_is_not_a_bundle_is_bad_input(tmp_path, content, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_a_manifest_that_breaks_the_schema_fails_verification(unet_bundle, tmp_path, capsys):
+def test_a_manifest_that_breaks_the_schema_is_refused(unet_bundle, tmp_path, capsys):
     def drop_target(data: bytes) -> bytes:
         value = json.loads(data)
         del value["target"]
@@ -194,4 +195,4 @@ def test_a_manifest_that_breaks_the_schema_fails_verification(unet_bundle, tmp_p
 
     bundle = rewrite(unet_bundle, tmp_path / "schema.medkd", replace_member("manifest.json", drop_target))
     code, report = verify_json(bundle, capsys=capsys)
-    assert code == 1 and "schema: manifest: missing key 'target'" in failures(report)
+    assert code == 2 and failures(report) == ["schema: manifest: missing key 'target'"]

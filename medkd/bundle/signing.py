@@ -83,11 +83,10 @@ def load_public_keys(path: Path) -> list[Ed25519PublicKey]:
     """The Ed25519 public keys of a PEM file (one or more ``PUBLIC KEY`` blocks, nothing else)."""
     if not path.is_file():
         raise BadInput(f"public key {path} does not exist")
-    blocks = PEM_BLOCK.finditer(path.read_bytes())
     keys = []
-    for block in blocks:
+    for block in PEM_BLOCK.finditer(path.read_bytes()):
         if block.group(1) != b"PUBLIC KEY":
-            raise BadInput(f"{path} holds a {block.group(1).decode()}, not only public keys (never hand out or install a private key)")
+            raise BadInput(f"{path} holds a '{block.group(1).decode()}' PEM block, not only public keys (never hand out or install a private key)")
         try:
             key = serialization.load_pem_public_key(block.group(0))
         except ValueError as exc:

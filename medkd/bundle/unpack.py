@@ -190,38 +190,45 @@ def _file_problem(member: tarfile.TarInfo, sizes: dict[str, int], seen: set[str]
     return None
 
 
+def _read_head(reader: _Reader, archive_bytes: int, limits: UnpackLimits, expected: bytes | None) -> Head:
+    """``manifest.json`` (the same as ``expected``, if given; parsed; its declared sizes within
+    ``limits``), then ``manifest.sig`` if it follows."""
+    manifest_bytes = reader.head_member(MANIFEST_MEMBER, limits.max_manifest_bytes)
+    if manifest_bytes is None:
+        first = "nothing" if reader.member is None else f"'{reader.member.name}'"
+        raise reader.refuse(f"the first member is {first}, not {MANIFEST_MEMBER} (pack the bundle again with this medkd)")
+    if expected is not None and manifest_bytes != expected:
+        raise reader.refuse(f"{MANIFEST_MEMBER} changed since the bundle was checked")
+    try:
+        manifest = parse_manifest(manifest_bytes)
+    except BadInput as exc:
+        return Head(manifest_bytes, None, str(exc), None)
+    problems = declared_problems(manifest, archive_bytes, limits)
+    if problems:
+        raise UnsafeBundle(reader.archive, problems)
+    return Head(manifest_bytes, manifest, None, reader.head_member(SIGNATURE_MEMBER, limits.max_signature_bytes))
+
+
 def _walk(archive: Path, limits: UnpackLimits, visit: Callable[[str, BinaryIO], None], expected: bytes | None = None) -> Head:
     """Read ``archive``, calling ``visit`` on each file member; its head. With ``expected`` (the manifest
     bytes of an earlier pass), a different manifest is refused before any file is visited."""
     if not archive.is_file():
         raise BadInput(f"{archive} does not exist")
-    archive_bytes = archive.stat().st_size
+    head_budget = limits.max_manifest_bytes + limits.max_signature_bytes + 2 * HEADER_BYTES + STREAM_SLACK
     try:
         with open(archive, "rb") as raw:
-            stream = _Inflated(raw, archive, limits.max_manifest_bytes + limits.max_signature_bytes + 2 * HEADER_BYTES + STREAM_SLACK)
+            stream = _Inflated(raw, archive, head_budget)
             with tarfile.open(fileobj=stream, mode="r|") as tar:
                 reader = _Reader(tar, archive)
-                manifest_bytes = reader.head_member(MANIFEST_MEMBER, limits.max_manifest_bytes)
-                if manifest_bytes is None:
-                    first = "nothing" if reader.member is None else f"'{reader.member.name}'"
-                    raise reader.refuse(f"the first member is {first}, not {MANIFEST_MEMBER} (pack the bundle again with this medkd)")
-                if expected is not None and manifest_bytes != expected:
-                    raise reader.refuse(f"{MANIFEST_MEMBER} changed since the bundle was checked")
-                try:
-                    manifest = parse_manifest(manifest_bytes)
-                except BadInput as exc:
-                    return Head(manifest_bytes, None, str(exc), None)
-                problems = declared_problems(manifest, archive_bytes, limits)
-                if problems:
-                    raise UnsafeBundle(archive, problems)
-                signature = reader.head_member(SIGNATURE_MEMBER, limits.max_signature_bytes)
-                accounted = sum(_padded(size) for size in manifest.sizes.values()) + HEADER_BYTES * (len(manifest.sizes) + 1)
-                stream.budget = stream.delivered + accounted + STREAM_SLACK
-                for name, data in reader.files(manifest.sizes):
-                    visit(name, data)
+                head = _read_head(reader, archive.stat().st_size, limits, expected)
+                if head.manifest is not None:
+                    sizes = head.manifest.sizes
+                    stream.budget = stream.delivered + sum(_padded(size) + HEADER_BYTES for size in sizes.values()) + STREAM_SLACK
+                    for name, data in reader.files(sizes):
+                        visit(name, data)
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise BadInput(f"{archive} is not a medkd bundle (not a readable tar.gz archive: {exc})") from exc
-    return Head(manifest_bytes, manifest, None, signature)
+    return head
 
 
 def _chunks(data: BinaryIO) -> Iterator[bytes]:

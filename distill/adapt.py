@@ -3,16 +3,19 @@
 Box prompts with MedSAM's jitter, Dice + BCE (plus the decoder's IoU head regressed on the real
 IoU, as LiteMedSAM does, so every decoder parameter trains), AdamW, prompt encoder frozen; datasets
 are drawn in equal shares (``balance_datasets``) so a few CT slices count as much as 5000 nuclei.
-Methods: ``full`` (image encoder and mask decoder), ``decoder`` (mask decoder only), ``lora`` (low-rank
-updates of the encoder's attention projections through ``peft``, merged into the weights when
-saved; nothing else trains), ``adapter`` (Med-SA bottleneck adapters in the encoder blocks, trained
-with the mask decoder; carried beside the base weights, see ``medkd.zoo.adapters``).
+Methods: ``full`` (image encoder and mask decoder), ``decoder`` (mask decoder only, trained on the
+frozen encoder's embeddings from the teacher-target cache: the encoder runs once per image, and the
+cached embeddings are the very targets a later distillation of this teacher reads), ``lora``
+(low-rank updates of the encoder's attention projections through ``peft``, and with
+``lora_decoder`` of the mask decoder's too, merged into the weights when saved; nothing else
+trains), ``adapter`` (Med-SA bottleneck adapters in the encoder's attention blocks, trained with the
+mask decoder; carried beside the base weights, see ``medkd.zoo.adapters``). SAM ViTs and TinyViTs
+(LiteMedSAM) take every method.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,10 +23,14 @@ from typing import Any, Literal
 import torch
 from medkd.distill.distributed import World
 from medkd.distill.losses import dice_bce, iou_regression
-from medkd.distill.sam_forward import BoxPromptedSam
+from medkd.distill.embedding_cache import EmbeddingCache
+from medkd.distill.selection import capped_per_dataset, dataset_balancing_weights, sampled
+from medkd.distill.sam_forward import BoxPromptedSam, CachedEmbeddingSam
+from medkd.distill.teacher_targets import CachedTargetDataset, cached_targets, default_teacher_cache
 from medkd.distill.trainer import TrainConfig, Trainer
 from peft import LoraConfig, get_peft_model
 from torch import nn
+from torch.utils.data import Dataset
 
 from medkd.artifacts import MANIFEST_NAME, ArtifactInput, read_manifest, sha256_file
 from medkd.data import ObjectDataset, RowLoader, load_manifest
@@ -32,10 +39,12 @@ from medkd.errors import BadInput
 from medkd.evaluation import evaluate
 from medkd.runtime import wrap_module
 from medkd.zoo import create_model, get_spec, save_model_artifact, trained_preprocessing
-from medkd.zoo.adapters import add_adapters
+from medkd.zoo.adapters import add_adapters, attention_blocks
+from medkd.zoo.artifact import architecture_kwargs
 
 Method = Literal["full", "decoder", "lora", "adapter"]
 LORA_TARGETS = r".*blocks\.\d+\.attn\.(qkv|proj)"
+LORA_DECODER_TARGETS = r".*(q_proj|k_proj|v_proj|out_proj)"
 
 
 @dataclass
@@ -51,16 +60,23 @@ class AdaptConfig:
     balance_datasets: bool = True
     lora_rank: int = 4
     lora_alpha: float = 8.0
+    lora_decoder: bool = False
     adapter_hidden: int = 64
     val_objects: int = 400
+    max_objects_per_dataset: int | None = None
+    # decoder: the embeddings come from the teacher-target cache (as in ``medkd distill``)
+    cache_dir: str | None = None
+    cache_shard_mb: float = 256.0
+    fill_batch_size: int = 4
+    teacher_bf16: bool = False
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
 class AdaptTask:
-    """Box-prompted SAM trained on ground-truth masks."""
+    """Box-prompted SAM (or its decoder on cached embeddings) trained on ground-truth masks."""
 
-    def __init__(self, sam: nn.Module) -> None:
-        self.module = BoxPromptedSam(sam)
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
 
     def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         segmentation = dice_bce(outputs["logits"], batch["mask"])
@@ -80,23 +96,30 @@ def prepare_teacher(config: AdaptConfig) -> nn.Module:
     elif config.method == "decoder":
         sam.mask_decoder.requires_grad_(True)
     elif config.method == "lora":
-        if not hasattr(sam.image_encoder, "blocks"):
-            raise BadInput("lora needs a ViT image encoder (SAM or MedSAM)")
-        lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=LORA_TARGETS, lora_dropout=0.0)
-        sam.image_encoder = get_peft_model(sam.image_encoder, lora)
+        if not attention_blocks(sam.image_encoder):
+            raise BadInput("lora needs an image encoder with attention blocks (SAM ViT or TinyViT)")
+        sam.image_encoder = get_peft_model(sam.image_encoder, _lora(config, LORA_TARGETS))
+        if config.lora_decoder:
+            sam.mask_decoder = get_peft_model(sam.mask_decoder, _lora(config, LORA_DECODER_TARGETS))
     else:
-        if not hasattr(sam.image_encoder, "blocks"):
-            raise BadInput("adapter needs a ViT image encoder (SAM or MedSAM)")
+        if not attention_blocks(sam.image_encoder):
+            raise BadInput("adapter needs an image encoder with attention blocks (SAM ViT or TinyViT)")
         for adapter in add_adapters(sam.image_encoder, config.adapter_hidden):
             adapter.requires_grad_(True)
         sam.mask_decoder.requires_grad_(True)
     return sam
 
 
+def _lora(config: AdaptConfig, targets: str) -> LoraConfig:
+    return LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=targets, lora_dropout=0.0)
+
+
 def finalize_teacher(sam: nn.Module) -> nn.Module:
     """Merge LoRA updates into the base weights; other methods are saved as they are."""
-    if hasattr(sam.image_encoder, "merge_and_unload"):
-        sam.image_encoder = sam.image_encoder.merge_and_unload()
+    for part in ("image_encoder", "mask_decoder"):
+        module = getattr(sam, part)
+        if hasattr(module, "merge_and_unload"):
+            setattr(sam, part, module.merge_and_unload())
     return sam.eval()
 
 
@@ -104,12 +127,6 @@ def trainable_fraction(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     params = list(model.parameters())
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
-
-
-def dataset_balancing_weights(datasets: list[str]) -> torch.Tensor:
-    """Per-item weights that give every dataset the same share of draws, whatever its size."""
-    counts = Counter(datasets)
-    return torch.tensor([1.0 / counts[name] for name in datasets], dtype=torch.float64)
 
 
 def run_adapt(config: AdaptConfig, data: Path, out: Path, world: World, resume: bool = False) -> dict[str, Any]:
@@ -121,7 +138,7 @@ def run_adapt(config: AdaptConfig, data: Path, out: Path, world: World, resume: 
         return {**done.metrics, "skipped": True}
     manifest = load_manifest(data)
     loader = RowLoader(manifest, ArrayCache(default_cache_dir()))
-    train_rows = manifest.select("train", config.datasets)
+    train_rows = capped_per_dataset(manifest.select("train", config.datasets), config.max_objects_per_dataset)
     val_rows = manifest.select("val", config.datasets)
     if not train_rows:
         raise BadInput(f"{data} has no training objects{' in ' + ', '.join(config.datasets) if config.datasets else ''}")
@@ -129,24 +146,38 @@ def run_adapt(config: AdaptConfig, data: Path, out: Path, world: World, resume: 
     sam = prepare_teacher(config)
     trainable, total = trainable_fraction(sam)
     preprocessing = trained_preprocessing(config.teacher, config.model_kwargs, config.crop, config.checkpoint)
-    dataset = ObjectDataset(train_rows, loader, preprocessing, train=True, seed=config.train.seed)
     out.mkdir(parents=True, exist_ok=True)
+    metrics: dict[str, Any] = {}
+    if config.method == "decoder":
+        cache = EmbeddingCache(config.cache_dir or default_teacher_cache(), int(config.cache_shard_mb * (1 << 20)))
+        architecture = architecture_kwargs(config.teacher, config.checkpoint, config.model_kwargs)
+        keys, filled = cached_targets(
+            sam.to(world.device), config.teacher, architecture, "embedding", train_rows, loader, preprocessing,
+            cache, world, config.fill_batch_size, config.teacher_bf16,
+        )  # fmt: skip
+        metrics["cache"] = {"directory": str(cache.directory), **filled}
+        items = ObjectDataset(train_rows, loader, preprocessing)
+        dataset: Dataset = CachedTargetDataset(items, keys, cache, config.train.seed)
+        task = AdaptTask(CachedEmbeddingSam(sam))
+    else:
+        dataset = ObjectDataset(train_rows, loader, preprocessing, train=True, seed=config.train.seed)
+        task = AdaptTask(BoxPromptedSam(sam))
     weights = dataset_balancing_weights([row.dataset for row in train_rows]) if config.balance_datasets else None
-    trainer = Trainer(AdaptTask(sam), dataset, config.train, out, world, sample_weights=weights)
+    trainer = Trainer(task, dataset, config.train, out, world, sample_weights=weights)
     started = time.monotonic()
     trainer.run(resume=resume, description=f"adapt {config.teacher} ({config.method})")
     train_seconds = time.monotonic() - started
     sam = finalize_teacher(sam)
-    metrics: dict[str, Any] = {
-        "trainable_params": trainable,
-        "total_params": total,
-        "train_seconds_this_session": round(train_seconds, 1),
-        "train_items": len(dataset),
-    }
+    metrics.update(
+        trainable_params=trainable,
+        total_params=total,
+        train_seconds_this_session=round(train_seconds, 1),
+        train_items=len(dataset),
+    )
     if world.is_main:
-        sampled = val_rows[:: max(1, len(val_rows) // config.val_objects)] if val_rows else []
-        if sampled:
-            result = evaluate(wrap_module(sam, config.teacher, preprocessing, world.device), sampled, loader)
+        validation = sampled(val_rows, config.val_objects)
+        if validation:
+            result = evaluate(wrap_module(sam, config.teacher, preprocessing, world.device), validation, loader)
             metrics["val"] = result.summary
         inputs = [ArtifactInput(kind="data-manifest", path=str(data), sha256=sha256_file(data))]
         if config.checkpoint:

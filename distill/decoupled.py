@@ -1,18 +1,21 @@
 """Decoupled distillation (MobileSAM / LiteMedSAM) and its KD-SAM variant.
 
 Phase 1: the student's image encoder regresses the teacher's cached image embeddings (MSE); the
-teacher's prompt encoder and mask decoder are copied into the student and stay frozen. KD-SAM adds a
-perceptual term (``medkd.distill.perceptual``) on the masks that the frozen decoder makes of the two
-embeddings. Phase 2 (optional): the mask decoder, or with the image encoder as LiteMedSAM's second
-stage, is fine-tuned on ground truth (Dice, plus BCE unless its weight is 0, plus the IoU head's
-regression), and a guard keeps the phase-1 model when validation DSC drops (pitfall: decoder fine-tuning collapses on small data, MobileSAM #49).
+teacher's prompt encoder and mask decoder are copied into the student and stay frozen. Two optional
+terms act on the masks the frozen decoder makes of the two embeddings under the same (jittered) box:
+a mask term (the student's logits against the teacher's: BCE to its probabilities plus Dice to its
+mask, as TinySAM's full-stage and EdgeSAM's mask distillation) and KD-SAM's perceptual term
+(``medkd.distill.perceptual``). Phase 2 (optional): the mask decoder, or with the image encoder as
+LiteMedSAM's second stage, is fine-tuned on ground truth (Dice, plus BCE unless its weight is 0, plus
+the IoU head's regression), and a guard keeps the phase-1 model when validation DSC drops (pitfall:
+decoder fine-tuning collapses on small data, MobileSAM #49).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from medkd.distill.losses import dice_bce, iou_regression
+from medkd.distill.losses import dice_bce, iou_regression, mask_distillation
 from medkd.distill.perceptual import FeatureNetwork, perceptual_distance
 from medkd.distill.sam_forward import BoxPromptedSam, decode_boxes
 from torch import nn
@@ -57,17 +60,18 @@ def unfreeze_encoder(sam: nn.Module) -> None:
 
 
 class EncoderKD(nn.Module):
-    """Student encoder on the image; with a feature network, also both embeddings decoded under the box."""
+    """Student encoder on the image; with ``decode``, also both embeddings decoded under the box."""
 
-    def __init__(self, sam: nn.Module, features: FeatureNetwork | None = None) -> None:
+    def __init__(self, sam: nn.Module, features: FeatureNetwork | None = None, decode: bool = False) -> None:
         super().__init__()
         self.sam = sam
         self.features = features
+        self.decode = decode or features is not None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         embeddings = self.sam.image_encoder(batch["image"])
         outputs = {"embeddings": embeddings}
-        if self.features is not None:
+        if self.decode:
             outputs["student_logits"] = decode_boxes(self.sam, embeddings, batch["box"])[0]
             with torch.no_grad():
                 outputs["teacher_logits"] = decode_boxes(self.sam, batch["target"].to(embeddings.dtype), batch["box"])[0]
@@ -75,20 +79,28 @@ class EncoderKD(nn.Module):
 
 
 class EncoderKDTask:
-    """MSE to the teacher's embeddings (+ ``perceptual_weight`` x the perceptual distance)."""
+    """MSE to the teacher's embeddings, + ``perceptual_weight`` x the perceptual distance,
+    + ``mask_weight`` x the mask term."""
 
-    def __init__(self, sam: nn.Module, features: FeatureNetwork | None = None, perceptual_weight: float = 0.0) -> None:
-        self.module = EncoderKD(sam, features if perceptual_weight > 0 else None)
+    def __init__(
+        self, sam: nn.Module, features: FeatureNetwork | None = None, perceptual_weight: float = 0.0, mask_weight: float = 0.0
+    ) -> None:
+        self.module = EncoderKD(sam, features if perceptual_weight > 0 else None, decode=mask_weight > 0)
         self.perceptual_weight = perceptual_weight
+        self.mask_weight = mask_weight
 
     def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        mse = F.mse_loss(outputs["embeddings"].float(), batch["target"])
+        total = mse = F.mse_loss(outputs["embeddings"].float(), batch["target"])
         metrics = {"mse": float(mse.detach())}
-        if self.module.features is None:
-            return mse, metrics
-        perceptual = perceptual_distance(self.module.features, outputs["student_logits"], outputs["teacher_logits"])
-        metrics["perceptual"] = float(perceptual.detach())
-        return mse + self.perceptual_weight * perceptual, metrics
+        if self.module.features is not None:
+            perceptual = perceptual_distance(self.module.features, outputs["student_logits"], outputs["teacher_logits"])
+            metrics["perceptual"] = float(perceptual.detach())
+            total = total + self.perceptual_weight * perceptual
+        if self.mask_weight > 0:
+            masks = mask_distillation(outputs["student_logits"].float(), outputs["teacher_logits"].float())
+            metrics["mask"] = float(masks.detach())
+            total = total + self.mask_weight * masks
+        return total, metrics
 
 
 class FrozenPartsSam(BoxPromptedSam):
@@ -125,6 +137,6 @@ class DecoderTask:
         return segmentation + iou, {"seg_loss": float(segmentation.detach()), "iou_loss": float(iou.detach())}
 
 
-def keep_finetuned_decoder(frozen_dsc: float | None, finetuned_dsc: float | None) -> bool:
-    """The guard: the fine-tuned decoder stays only when validation shows it is at least as good."""
-    return frozen_dsc is not None and finetuned_dsc is not None and finetuned_dsc >= frozen_dsc
+def keep_finetuned(distilled_dsc: float | None, finetuned_dsc: float | None) -> bool:
+    """The guard: the fine-tuned model stays only when validation shows it is at least as good."""
+    return distilled_dsc is not None and finetuned_dsc is not None and finetuned_dsc >= distilled_dsc

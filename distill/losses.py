@@ -14,6 +14,12 @@ def dice_bce(logits: torch.Tensor, target: torch.Tensor, bce_weight: float = 1.0
     return _dice(logits, target) + bce_weight * F.binary_cross_entropy_with_logits(logits, target)
 
 
+def mask_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """The student's mask logits against the teacher's: BCE to its probabilities plus Dice to its mask."""
+    soft = F.binary_cross_entropy_with_logits(student_logits, torch.sigmoid(teacher_logits))
+    return soft + _dice(student_logits, (teacher_logits > 0).to(student_logits.dtype))
+
+
 def mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """IoU per item of the thresholded prediction with ``target`` (``(B, 1, H, W)`` -> ``(B,)``)."""
     predicted = logits > 0

@@ -67,10 +67,18 @@ class _AddPositions(nn.Module):
 
 
 def teacher_features(teacher: nn.Module, blocks: int) -> FeatureNetwork:
-    """Patch embedding and the first ``blocks`` transformer blocks of a SAM ViT teacher."""
+    """Patch embedding and the first ``blocks`` blocks of the teacher's encoder: transformer blocks of a
+    SAM ViT, or the convolution blocks of a TinyViT's first stage (at a quarter of its input size:
+    LiteMedSAM's stride-1 stem keeps full resolution there)."""
     encoder = teacher.image_encoder
+    if hasattr(encoder, "layers") and not hasattr(encoder, "blocks"):
+        first = encoder.layers[0].blocks
+        if not 1 <= blocks <= len(first):
+            raise BadInput(f"perceptual_blocks must be 1..{len(first)} for a TinyViT teacher, not {blocks}")
+        layers = nn.ModuleList([copy.deepcopy(encoder.patch_embed), *copy.deepcopy(first[:blocks])])
+        return FeatureNetwork(layers, tuple(range(1, 1 + blocks)), int(encoder.img_size) // 4, (0.0,) * 3, (1.0,) * 3, 1.0)
     if not hasattr(encoder, "blocks"):
-        raise BadInput("the perceptual network 'teacher' needs a ViT teacher; give a VGG16 checkpoint instead")
+        raise BadInput("the perceptual network 'teacher' needs a ViT or TinyViT teacher; give a VGG16 checkpoint instead")
     if not 1 <= blocks <= len(encoder.blocks):
         raise BadInput(f"perceptual_blocks must be 1..{len(encoder.blocks)}, not {blocks}")
     layers = nn.ModuleList(

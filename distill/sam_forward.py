@@ -43,3 +43,16 @@ class BoxPromptedSam(nn.Module):
         embeddings = self.sam.image_encoder(batch["image"])
         low_res, iou = decode_boxes(self.sam, embeddings, batch["box"])
         return {"logits": upscale(low_res, batch["image"].shape[-1]), "iou": iou, "embeddings": embeddings}
+
+
+class CachedEmbeddingSam(nn.Module):
+    """``forward(batch)`` with cached image embeddings (``target``) and ``box``: the prompt encoder and
+    mask decoder alone run (a frozen encoder's teacher adaptation)."""
+
+    def __init__(self, sam: nn.Module) -> None:
+        super().__init__()
+        self.sam = sam
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        low_res, iou = decode_boxes(self.sam, batch["target"], batch["box"])
+        return {"logits": upscale(low_res, batch["image"].shape[-1]), "iou": iou}

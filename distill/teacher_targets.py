@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,33 +23,41 @@ from medkd.distill.sam_forward import decode_boxes
 from torch import nn
 from torch.utils.data import Dataset
 
-from medkd.artifacts import sha256_file
 from medkd.data import ObjectDataset, RowLoader, geometry_of
+from medkd.data.cache import default_cache_dir
 from medkd.data.preprocessing import Preprocessing
 from medkd.data.manifest import ManifestRow
 from medkd.data.progress import track
 from medkd.data.prompts import box_mask, jitter_box, jitter_for, sample_points
-from medkd.zoo.artifact import artifact_model_ref
+from medkd.zoo.checkpoints import state_dict_digest
+from medkd.zoo.registry import get_spec, split_model_ref
 
 Target = Literal["embedding", "logits"]
 
 
-def state_dict_digest(model: nn.Module) -> str:
-    """SHA-256 over a model's parameter names, shapes and bytes (for weights that have no file)."""
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+def default_teacher_cache() -> Path:
+    """``teacher-targets`` beside the preprocessing cache (``$MEDKD_CACHE_DIR`` etc.)."""
+    return default_cache_dir().parent / "teacher-targets"
 
 
-def teacher_identity(name: str, checkpoint: str | None, kwargs: dict[str, Any], model: nn.Module) -> dict[str, Any]:
-    """Zoo name, builder arguments and weights hash: what makes two teachers give the same targets."""
-    if checkpoint is None:
-        weights = state_dict_digest(model)
+def teacher_identity(name: str, kwargs: dict[str, Any], model: nn.Module, target: Target, bf16: bool = False) -> dict[str, Any]:
+    """Zoo name, builder arguments (all of them: see ``architecture_kwargs``), precision and a hash of
+    the weights a target depends on.
+
+    Embeddings depend on the image encoder alone, so a teacher whose mask decoder was adapted shares
+    them with the teacher it came from; logits depend on every weight. Parts of the encoder the
+    embedding never passes through (TinyViT's classification head) are left out.
+    """
+    spec = get_spec(name)
+    if target == "embedding":
+        unused = tuple(key.removeprefix("image_encoder.") for key in spec.unused_keys)
+        weights = state_dict_digest(model.image_encoder, unused)
     else:
-        weights = artifact_model_ref(checkpoint)[3] if Path(checkpoint).is_dir() else sha256_file(checkpoint)
-    return {"name": name, "kwargs": kwargs, "weights_sha256": weights}
+        weights = state_dict_digest(model, spec.unused_keys)
+    identity = {"name": split_model_ref(name)[0], "kwargs": {**split_model_ref(name)[1], **kwargs}, "part": target, "weights_sha256": weights}
+    if bf16:  # bf16 targets differ from fp32 ones: never mix them under one key
+        identity["precision"] = "bf16"
+    return identity
 
 
 @dataclass
@@ -56,6 +65,7 @@ class TargetKeys:
     """The cache key of every row's target, in row order."""
 
     keys: list[str]
+    target: Target = "embedding"
 
     @classmethod
     def compute(
@@ -80,49 +90,34 @@ class TargetKeys:
             if target == "logits":
                 description["box"] = [round(float(v), 4) for v in geometry.boxes_to_model(np.asarray(row.box)[None])[0]]
             keys.append(entry_key(description))
-        return cls(keys)
+        return cls(keys, target)
+
+    def owned(self, world: World) -> list[tuple[str, int]]:
+        """This rank's share of the distinct keys, each with the first row that has it."""
+        first: dict[str, int] = {}
+        for index, key in enumerate(self.keys):
+            first.setdefault(key, index)
+        return [(key, index) for key, index in first.items() if rank_of(key, world.size) == world.rank]
 
 
-@torch.inference_mode()
-def teacher_outputs(teacher: nn.Module, target: Target, images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """Embeddings ``(B, 256, g, g)`` or low-resolution logits ``(B, 1, 4g, 4g)`` of a SAM teacher."""
-    embeddings = teacher.image_encoder(images)
-    if target == "embedding":
-        return embeddings
-    return decode_boxes(teacher, embeddings, boxes)[0]
-
-
-def fill_cache(
+def _fill(
     cache: EmbeddingCache,
-    teacher: nn.Module,
-    target: Target,
-    dataset: ObjectDataset,
     keys: TargetKeys,
     world: World,
     batch_size: int,
-    bf16: bool = False,
+    compute: Callable[[list[int]], np.ndarray],
 ) -> dict[str, int]:
-    """Compute every missing target (under bf16 autocast if asked); each rank computes the keys assigned
-    to it. Returns hits / misses."""
+    """Compute this rank's missing entries of ``keys`` in batches of row indices; returns hits / misses."""
     if world.is_main:
         cache.clean()
     barrier(world)
     cache.refresh()
-    first: dict[str, int] = {}
-    for index, key in enumerate(keys.keys):
-        first.setdefault(key, index)
-    mine = [(key, index) for key, index in first.items() if rank_of(key, world.size) == world.rank]
+    mine = keys.owned(world)
     missing = [(key, index) for key, index in mine if key not in cache]
-    device = next(teacher.parameters()).device
     writer = cache.writer(world.rank)
     batches = [missing[start : start + batch_size] for start in range(0, len(missing), batch_size)]
-    for batch in track(batches, len(batches), f"teacher targets ({target})", enabled=world.is_main):
-        items = [dataset[index] for _, index in batch]
-        images = torch.stack([item["image"] for item in items]).to(device)
-        boxes = torch.stack([item["box"] for item in items]).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            outputs = teacher_outputs(teacher, target, images, boxes).float().cpu().numpy()
-        for (key, _), output in zip(batch, outputs):
+    for batch in track(batches, len(batches), f"teacher targets ({keys.target})", enabled=world.is_main):
+        for (key, _), output in zip(batch, compute([index for _, index in batch])):
             writer.put(key, output)
     writer.close()
     counts = {"hits": float(len(mine) - len(missing)), "misses": float(len(missing))}
@@ -130,8 +125,66 @@ def fill_cache(
     barrier(world)
     cache.refresh()
     if world.is_main:
-        cache.record_stats("fill", {**total, "entries": len(first)})
+        cache.record_stats("fill", {**total, "entries": len(set(keys.keys))})
     return total
+
+
+def fill_cache(
+    cache: EmbeddingCache,
+    teacher: nn.Module,
+    dataset: ObjectDataset,
+    keys: TargetKeys,
+    world: World,
+    batch_size: int,
+    bf16: bool = False,
+    embeddings: TargetKeys | None = None,
+) -> dict[str, int]:
+    """Compute every missing target of ``keys`` (each rank its share of the keys), under bf16 autocast
+    if asked. Logits are decoded from the cached ``embeddings`` of the same rows (filled first), so the
+    heavy encoder runs once per image whatever the targets. Returns the hits / misses of ``keys``."""
+    device = next(teacher.parameters()).device
+
+    @torch.inference_mode()
+    def encode(indices: list[int]) -> np.ndarray:
+        images = torch.stack([dataset[index]["image"] for index in indices]).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            return teacher.image_encoder(images).float().cpu().numpy()
+
+    @torch.inference_mode()
+    def decode(indices: list[int]) -> np.ndarray:
+        stored = [torch.from_numpy(np.asarray(cache.get(embeddings.keys[index]), dtype=np.float32)) for index in indices]
+        boxes = torch.stack([dataset[index]["box"] for index in indices]).to(device)
+        return decode_boxes(teacher, torch.stack(stored).to(device), boxes)[0].float().cpu().numpy()
+
+    if keys.target == "embedding":
+        return _fill(cache, keys, world, batch_size, encode)
+    if embeddings is None:
+        raise ValueError("logit targets are decoded from cached embeddings: pass their keys")
+    _fill(cache, embeddings, world, batch_size, encode)
+    return _fill(cache, keys, world, batch_size, decode)
+
+
+def cached_targets(
+    teacher: nn.Module,
+    name: str,
+    kwargs: dict[str, Any],
+    target: Target,
+    rows: list[ManifestRow],
+    loader: RowLoader,
+    preprocessing: Preprocessing,
+    cache: EmbeddingCache,
+    world: World,
+    batch_size: int,
+    bf16: bool = False,
+) -> tuple[TargetKeys, dict[str, int]]:
+    """The keys of ``rows``' targets, every one of them filled into ``cache``, and the fill's hits / misses."""
+    identity = teacher_identity(name, kwargs, teacher, "embedding", bf16)
+    embeddings = TargetKeys.compute(rows, loader, identity, "embedding", preprocessing)
+    keys = embeddings
+    if target == "logits":
+        keys = TargetKeys.compute(rows, loader, teacher_identity(name, kwargs, teacher, "logits", bf16), "logits", preprocessing)
+    items = ObjectDataset(rows, loader, preprocessing)
+    return keys, fill_cache(cache, teacher, items, keys, world, batch_size, bf16, embeddings)
 
 
 class CachedTargetDataset(Dataset):

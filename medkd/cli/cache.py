@@ -15,7 +15,7 @@ _DIRECTORY = typer.Option(None, "--dir", help="Cache directory (default: teacher
 
 
 def _open(directory: Path | None):
-    from medkd.distill.distill import default_teacher_cache
+    from medkd.distill.teacher_targets import default_teacher_cache
     from medkd.distill.embedding_cache import EmbeddingCache
 
     return EmbeddingCache(directory or default_teacher_cache())

@@ -41,7 +41,7 @@ def distill_command(
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Teacher-target cache (default: teacher-targets in the medkd cache)."),
     cache_shard_mb: float = typer.Option(None, "--cache-shard-mb", help="Size at which a cache shard is written."),
     val_objects: int = typer.Option(None, "--val-objects", help="Validation objects (0: no validation)."),
-    decoder_steps: int = typer.Option(None, "--decoder-steps", help="Decoder fine-tuning steps after encoder KD (0: none)."),
+    finetune_steps: int = typer.Option(None, "--finetune-steps", help="Ground-truth fine-tuning steps after distillation (0: none)."),
     steps: Steps = None,
     batch_size: BatchSize = None,
     lr: LearningRate = None,
@@ -76,7 +76,7 @@ def distill_command(
             "cache_dir": str(cache_dir) if cache_dir else None,
             "cache_shard_mb": cache_shard_mb,
             "val_objects": val_objects,
-            "decoder_steps": decoder_steps,
+            "finetune_steps": finetune_steps,
         },
         {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "checkpoint_every": checkpoint_every, "bf16": bf16},
     )

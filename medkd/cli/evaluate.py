@@ -15,7 +15,9 @@ from medkd.data.manifest import ManifestRow
 from medkd.data.preprocessing import parse_crop
 from medkd.errors import BadInput
 from medkd.evaluation import build_report, evaluate, summary_table, write_report
+from medkd.evaluation.reference_masks import default_reference_dir
 from medkd.runtime import load_segmenter
+from medkd.zoo import get_spec
 
 
 def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
@@ -51,7 +53,7 @@ def eval_command(
     device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
     data_root: Path = typer.Option(None, help="Where the data lives now, if it moved since indexing."),
     out: Path = typer.Option(None, "--out", "-o", help="Metrics JSON (default: eval-<model>-<split>.json)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Decode images without the preprocessing cache."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither the preprocessing cache nor stored reference (teacher) masks."),
 ) -> None:
     """Evaluate a model on a manifest split: metrics JSON plus a table per dataset and modality."""
     _choice(prompt, PROMPTS, "--prompt")
@@ -65,10 +67,11 @@ def eval_command(
     segmenter = load_segmenter(model, checkpoint, device)
     teacher = load_segmenter(against, teacher_checkpoint, device) if against else None
     for source, weights in ((model, checkpoint), (against, teacher_checkpoint)):
-        if source is not None and weights is None and not Path(source).is_dir():
+        if source is not None and weights is None and not Path(source).exists() and not get_spec(source).packaged:
             typer.echo(f"note: {source} has random weights (no checkpoint given)", err=True)
     loader = RowLoader(manifest, ArrayCache(None if no_cache else default_cache_dir()))
-    result = evaluate(segmenter, rows, loader, prompt, crop, batch_size, teacher)  # type: ignore[arg-type]
+    references = None if no_cache else default_reference_dir()
+    result = evaluate(segmenter, rows, loader, prompt, crop, batch_size, teacher, reference_dir=references)  # type: ignore[arg-type]
     config = {
         "model": {"source": model, "name": segmenter.name, "input_size": segmenter.input_size, "checkpoint": checkpoint},
         "against": None

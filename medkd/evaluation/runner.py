@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from itertools import groupby
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from medkd.data.manifest import ManifestRow
 from medkd.data.preprocessing import Preprocessing
 from medkd.data.progress import track
 from medkd.data.prompts import centre_point
+from medkd.evaluation.reference_masks import ReferenceMasks
 from medkd.runtime.prompts import Prompts
 from medkd.runtime.segmenter import Segmenter
 from medkd.metrics import AGREEMENT, METRICS, overlap, segmentation_metrics, summarize
@@ -76,6 +78,33 @@ def _predict(
     return masks
 
 
+def _reference(
+    teacher: Segmenter,
+    batch: list[list[ManifestRow]],
+    loader: RowLoader,
+    prompt: PromptKind,
+    preprocessing: Preprocessing,
+    truths: dict[str, np.ndarray],
+    stored: ReferenceMasks | None,
+) -> dict[str, np.ndarray]:
+    """The teacher's masks of ``batch``: from ``stored`` where every object of a unit is there, else computed (and stored)."""
+    masks: dict[str, np.ndarray] = {}
+    missing = []
+    for unit in batch:
+        found = {row.id: stored.get(row) for row in unit} if stored is not None else {}
+        if found and all(mask is not None for mask in found.values()):
+            masks.update(found)  # type: ignore[arg-type]
+        else:
+            missing.append(unit)
+    if missing:
+        computed = _predict(teacher, missing, loader, prompt, preprocessing, truths)
+        if stored is not None:
+            for row in (row for unit in missing for row in unit):
+                stored.put(row, computed[row.id])
+        masks.update(computed)
+    return masks
+
+
 def evaluate(
     segmenter: Segmenter,
     rows: list[ManifestRow],
@@ -85,14 +114,22 @@ def evaluate(
     batch_size: int = 4,
     teacher: Segmenter | None = None,
     progress: bool = True,
+    reference_dir: Path | None = None,
 ) -> EvalResult:
     """Metrics of ``segmenter`` on ``rows`` (and agreement with ``teacher`` when given).
 
     Each model runs with its own preprocessing; ``crop`` overrides the crop ``segmenter`` was trained
     with (with a warning when it differs), and the teacher runs with the same crop as the student.
+    With ``reference_dir``, the teacher's masks are read from there where present, and every model's
+    masks are kept there for later evaluations against it (:mod:`reference_masks`).
     """
     preprocessing = segmenter.preprocessing.with_crop(crop, source=segmenter.name)
     reference_preprocessing = replace(teacher.preprocessing, crop=preprocessing.crop) if teacher else None
+    stored = own = None
+    if reference_dir is not None:
+        own = ReferenceMasks(reference_dir, segmenter, preprocessing, prompt)
+        if teacher is not None:
+            stored = ReferenceMasks(reference_dir, teacher, reference_preprocessing, prompt)  # type: ignore[arg-type]
     units = _units(rows, preprocessing.crop)
     records: list[dict] = []
     batches = _batches(units, batch_size)
@@ -100,8 +137,10 @@ def evaluate(
     for batch in track(batches, total, f"evaluating {segmenter.name}", enabled=progress):
         truths = {row.id: loader.mask(row) for unit in batch for row in unit}
         predicted = _predict(segmenter, batch, loader, prompt, preprocessing, truths)
-        reference = _predict(teacher, batch, loader, prompt, reference_preprocessing, truths) if teacher else None
+        reference = _reference(teacher, batch, loader, prompt, reference_preprocessing, truths, stored) if teacher else None  # type: ignore[arg-type]
         for row in (row for unit in batch for row in unit):
+            if own is not None:
+                own.put(row, predicted[row.id])
             record = {
                 "id": row.id,
                 "dataset": row.dataset,

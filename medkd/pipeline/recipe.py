@@ -10,6 +10,10 @@ A recipe is YAML with these top-level keys (all optional but ``description``):
   (that file's ``distill`` section) and override keys of it. Without ``adapt``, the distillation
   teacher comes from its ``teacher_checkpoint``. With ``adapt``, the teacher is the adapted one. The
   ``adapt`` section and each student's may also start from ``recipe: FILE`` (relative to the recipe).
+- ``ship_teacher``: ``true`` exports, quantizes, evaluates, benchmarks and packs the adapted teacher
+  like a student (its own INT8 and bundle), ``false`` (default) evaluates it in PyTorch only.
+- ``baselines``: ``{label: model}``, models evaluated beside the run's own (a zoo name such as the
+  teacher before adaptation, or an artifact path), with agreement to the teacher.
 - ``export``, ``quantize``, ``eval``, ``bench``, ``pack``, ``report``: options of those commands
   (``medkd export onnx`` etc.), by option name; ``quantize: null`` (or ``pack: null`` ...) skips a stage.
 
@@ -34,7 +38,7 @@ COMMAND_SECTIONS: dict[str, tuple[str, ...]] = {
     "pack": ("pack",),
     "report": ("report",),
 }
-TOP_LEVEL = ("description", "data", "synthetic", "adapt", "distill", "students", *COMMAND_SECTIONS)
+TOP_LEVEL = ("description", "data", "synthetic", "adapt", "ship_teacher", "baselines", "distill", "students", *COMMAND_SECTIONS)
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 
 
@@ -49,6 +53,8 @@ class PipelineRecipe:
     adapt: dict[str, Any] | None = None
     students: dict[str, dict[str, Any]] = field(default_factory=dict)
     commands: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    ship_teacher: bool = False
+    baselines: dict[str, str] = field(default_factory=dict)
 
     def enabled(self, section: str) -> bool:
         return section in COMMAND_SECTIONS and self.commands.get(section, {}) is not None
@@ -111,7 +117,18 @@ def load_recipe(path: str | Path) -> PipelineRecipe:
     synthetic = raw.get("synthetic") or {}
     if not isinstance(synthetic, dict) or set(synthetic) - {"images", "volumes", "seed"}:
         raise BadInput(f"{path}: synthetic: only images, volumes and seed can be set")
-    return PipelineRecipe(raw["description"], path, None if data is None else str(data), synthetic, adapt, students, commands)
+    ship_teacher = raw.get("ship_teacher", False)
+    if not isinstance(ship_teacher, bool) or (ship_teacher and adapt is None):
+        raise BadInput(f"{path}: ship_teacher must be true or false, and true needs an 'adapt' section")
+    baselines = raw.get("baselines") or {}
+    if not isinstance(baselines, dict) or not all(isinstance(v, str) for v in baselines.values()):
+        raise BadInput(f"{path}: baselines must map labels to model names or paths")
+    clashes = sorted(set(baselines) & {"teacher", *students})
+    if clashes:
+        raise BadInput(f"{path}: baseline label '{clashes[0]}' is already a model of the run")
+    return PipelineRecipe(
+        raw["description"], path, None if data is None else str(data), synthetic, adapt, students, commands, ship_teacher, baselines
+    )
 
 
 def recipe_file(name: str) -> Path:

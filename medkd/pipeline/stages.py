@@ -6,12 +6,13 @@ Layout of a run ``RUN``::
     RUN/data.jsonl            data manifest
     RUN/recipes/*.yaml        the training sections, as the training commands read them
     RUN/teacher/              adapted teacher (adapt)
-    RUN/<student>/student/    student artifact (distill)
+    RUN/teacher-deploy/{export,int8}/   the teacher's ONNX and INT8, with ``ship_teacher: true``
+    RUN/<student>/student/    student artifact (distill); student/kd/ is the distillation-alone phase
     RUN/<student>/export/     ONNX encoder + decoder (export)
     RUN/<student>/int8/       INT8 Q/DQ ONNX (quantize)
-    RUN/eval/<model>.json     test metrics of teacher, students, exports, INT8 (eval)
+    RUN/eval/<model>.json     test metrics of teacher, baselines, students (and their kd phase), exports, INT8 (eval)
     RUN/bench/<model>.json    latency (bench)
-    RUN/<student>.medkd       vendor bundle of RUN/<student> (pack)
+    RUN/<student>.medkd       vendor bundle of RUN/<student> (pack; RUN/teacher.medkd with ship_teacher)
     RUN/report.html           report
 """
 
@@ -59,7 +60,7 @@ def _command(kind: str, name: str, arguments: list[str], options: dict[str, Any]
 
 
 def _model_of(stage_name: str) -> str:
-    """The student an eval / bench stage measures: ``eval:unet-int8`` -> ``unet``."""
+    """The model an eval / bench stage measures: ``eval:unet-int8`` -> ``unet``."""
     label = stage_name.split(":", 1)[1]
     return label.removesuffix("-export").removesuffix("-int8")
 
@@ -94,18 +95,26 @@ def plan(recipe: PipelineRecipe, run: Path, data: str | None) -> list[Stage]:
         line = ["distill", "--recipe", str(recipe_path), "--data", str(manifest), "--out", str(student), *teacher, "--resume"]
         stages.append(Stage(f"distill:{name}", "distill", line, student, [manifest, recipe_path, *teacher_inputs], section, resumable=True))
 
-    evaluated: dict[str, Path] = {}
+    evaluated: dict[str, Path | str] = {}
+    deployable: dict[str, tuple[Path, Path]] = {}  # name -> (model artifact, folder of its export and INT8)
     if recipe.adapt is not None:
         evaluated["teacher"] = run / "teacher"
-    for name in recipe.students:
+        if recipe.ship_teacher:
+            deployable["teacher"] = (run / "teacher", run / "teacher-deploy")
+    evaluated.update(recipe.baselines)
+    for name, section in recipe.students.items():
         student = evaluated[name] = run / name / "student"
+        if int(section.get("finetune_steps") or 0) > 0:
+            evaluated[f"{name}-kd"] = student / "kd"
+        deployable[name] = (student, run / name)
+    for name, (model, folder) in deployable.items():
         if recipe.enabled("export"):
-            export = run / name / "export"
+            export = folder / "export"
             options = {"data": str(manifest), **recipe.options("export")}
-            stages.append(_command("export", f"export:{name}", [str(student), "--out", str(export)], options, export, [student, manifest]))
+            stages.append(_command("export", f"export:{name}", [str(model), "--out", str(export)], options, export, [model, manifest]))
             evaluated[f"{name}-export"] = export
             if recipe.enabled("quantize"):
-                quant = run / name / "int8"
+                quant = folder / "int8"
                 options = {"calib": str(manifest), **recipe.options("quantize")}
                 stages.append(_command("quantize", f"quantize:{name}", [str(export), "--out", str(quant)], options, quant, [export, manifest]))
                 evaluated[f"{name}-int8"] = quant
@@ -114,27 +123,27 @@ def plan(recipe: PipelineRecipe, run: Path, data: str | None) -> list[Stage]:
         for label, model in evaluated.items():
             output = run / "eval" / f"{label}.json"
             options = {"model": str(model), "data": str(manifest), "out": str(output), **recipe.options("eval")}
-            inputs = [model, manifest]
+            inputs = [model, manifest] if isinstance(model, Path) else [manifest]
             if label != "teacher" and "teacher" in evaluated:  # agreement with the teacher's masks
                 options["against"] = str(evaluated["teacher"])
-                inputs.append(evaluated["teacher"])
+                inputs.append(run / "teacher")
             stages.append(_command("eval", f"eval:{label}", [], options, output, inputs))
     if recipe.enabled("bench"):
         for label, model in evaluated.items():
-            if label == "teacher" or label in recipe.students:
+            if not label.endswith(("-export", "-int8")):
                 continue
             output = run / "bench" / f"{label}.json"
             # ONNX Runtime for FP32 and INT8 alike: a quantized graph may keep everything in float (when
             # the DSC gate reverts every block), which the ort-int8 backend refuses.
             options = {"backend": "ort", "out": str(output), **recipe.options("bench")}
-            stages.append(_command("bench", f"bench:{label}", [str(model)], options, output, [model]))
+            stages.append(_command("bench", f"bench:{label}", [str(model)], options, output, [model]))  # type: ignore[list-item]
     if recipe.enabled("pack") and recipe.enabled("export"):
-        for name in recipe.students:
+        for name, (_, folder) in deployable.items():
             reports = [stage.output for stage in stages if stage.kind in ("eval", "bench") and _model_of(stage.name) == name]
             bundle = run / f"{name}.medkd"
             options = {"out": str(bundle), "report": [str(path) for path in reports], **recipe.options("pack")}
-            inputs = [stage.output for stage in stages if stage.output.parent == run / name]
-            stages.append(_command("pack", f"pack:{name}", [str(run / name)], options, bundle, [*inputs, *reports]))
+            inputs = [stage.output for stage in stages if stage.output.parent == folder]
+            stages.append(_command("pack", f"pack:{name}", [str(folder)], options, bundle, [*inputs, *reports]))
     if recipe.enabled("report"):
         output = run / "report.html"
         options = {"out": str(output), **recipe.options("report")}

@@ -79,6 +79,12 @@ def artifact_model_ref(directory: str | Path) -> tuple[str, dict[str, Any], Path
     return model["name"], dict(model.get("kwargs", {})), Path(directory) / WEIGHTS_FILE, manifest.files[WEIGHTS_FILE]
 
 
+def architecture_kwargs(name: str, checkpoint: str | Path | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The builder arguments a model is made with: those of its name, of its artifact, then ``kwargs``."""
+    saved = artifact_model_ref(checkpoint)[1] if checkpoint is not None and Path(checkpoint).is_dir() else {}
+    return {**split_model_ref(name)[1], **saved, **kwargs}
+
+
 def create_model(
     name: str,
     checkpoint: str | Path | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import pickle
 import re
@@ -20,6 +21,17 @@ from medkd.zoo.registry import CheckpointInfo
 
 _WRAPPER_KEYS = ("model", "state_dict", "module")
 _DDP_PREFIX = "module."
+
+
+def state_dict_digest(model: nn.Module, skip: tuple[str, ...] = ()) -> str:
+    """SHA-256 over a model's parameter names, shapes and bytes, leaving out keys under ``skip`` prefixes."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        if name.startswith(skip):
+            continue
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def verify_sha256(path: Path, expected: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from medkd.zoo.registry import CheckpointInfo, ModelSpec, register_model
 from medkd.zoo.sam_vit import build_sam_vit
+from medkd.zoo.timm_sam import build_timm_sam
 from medkd.zoo.tinyvit import build_tinyvit_sam
 from medkd.zoo.unet import build_unet
 
@@ -152,12 +153,25 @@ register_model(
         builder=build_tinyvit_sam,
         defaults={"img_size": 256},
         description="LiteMedSAM-style TinyViT-5M at 256 px; embedding_grid=64 gives LiteMedSAM's "
-        "layout for 64 x 64 teachers (MedSAM, SAM)",
+        "layout for 64 x 64 teachers (MedSAM, SAM); embedding_grid=64,trunk_grid=16 keeps the 16 x 16 "
+        "trunk and learns a pyramid neck to the 64 x 64 grid",
         checkpoint=CheckpointInfo(
             "lite_medsam.pth",
             note="LiteMedSAM's weights fit tinyvit-256:embedding_grid=64; the pretrained model is the zoo's litemedsam",
         ),
         unused_keys=TINYVIT_HEAD,
+    )
+)
+register_model(
+    ModelSpec(
+        name="timm-sam",
+        role="student",
+        family="sam",
+        input_size=256,
+        builder=build_timm_sam,
+        defaults={"backbone": "resnet18", "img_size": 256, "embedding_grid": 64},
+        description="a timm convolutional backbone (backbone=resnet18, mobilenetv3_large_100, repvit_m0_9, ...) "
+        "with a pyramid neck to SAM's 256-channel embedding at stride 4, SAM prompt encoder and decoder",
     )
 )
 register_model(

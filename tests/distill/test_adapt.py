@@ -152,3 +152,57 @@ def test_rerun_of_a_finished_teacher_does_nothing_and_another_config_is_refused(
     assert (tiny_teacher / WEIGHTS_FILE).stat().st_mtime_ns == before
     assert run(tiny_adapt_args(synth_manifest_train, tiny_teacher, "--lr", "0.5")) == 2
     assert "another configuration" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["lora", "adapter"])
+def test_litemedsam_takes_lora_and_adapters_in_its_tinyvit_attention(method: str, tmp_path: Path) -> None:
+    config = AdaptConfig(teacher="litemedsam", method=method, lora_decoder=True)
+    sam = prepare_teacher(config)
+    trainable, total = trainable_fraction(sam)
+    names = [name for name, p in sam.named_parameters() if p.requires_grad]
+    if method == "lora":
+        assert 0 < trainable < 0.01 * total  # LoRA in 10 TinyViT attention blocks and the decoder's attention
+        assert any("image_encoder" in n and "lora_A" in n for n in names) and any("mask_decoder" in n and "lora_A" in n for n in names)
+        torch.manual_seed(0)
+        for name, parameter in sam.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(parameter, std=0.02)
+    else:
+        assert sum(".attn.adapter." in n for n in names) == 4 * 10  # down / up weight and bias in 10 blocks
+        for block in sam.image_encoder.layers[1].blocks:
+            torch.nn.init.normal_(block.attn.adapter.up.weight, std=0.02)
+    image, box = torch.rand(1, 3, 256, 256), torch.tensor([[40.0, 50.0, 180.0, 200.0]])
+    from medkd.distill.sam_forward import BoxPromptedSam
+
+    with torch.no_grad():
+        before = BoxPromptedSam(sam.eval())({"image": image, "box": box})["logits"]
+        save_model_artifact(finalize_teacher(sam), tmp_path, name="litemedsam", kind="teacher")
+        after = BoxPromptedSam(load_model(tmp_path))({"image": image, "box": box})["logits"]
+    assert (before - after).abs().max() < 1e-3
+    assert not torch.equal(before, BoxPromptedSam(create_model("litemedsam").eval())({"image": image, "box": box})["logits"])
+
+
+def test_decoder_adaptation_trains_on_cached_embeddings_that_distillation_reuses(synth_manifest_train: Path, tmp_path: Path) -> None:
+    from medkd.cli import run
+    from medkd.distill.embedding_cache import EmbeddingCache
+
+    teacher, cache = tmp_path / "teacher", tmp_path / "cache"
+    args = tiny_adapt_args(synth_manifest_train, teacher, "--method", "decoder")
+    recipe = tmp_path / "adapt.yaml"
+    recipe.write_text(json.dumps({"adapt": {"teacher": "sam-vit-stand-in", "crop": "box", "cache_dir": str(cache), "val_objects": 4}}))
+    args[args.index("--recipe") + 1] = str(recipe)
+    assert run(args) == 0
+    metrics = read_manifest(teacher, kind="teacher").metrics
+    entries = EmbeddingCache(cache).info()["entries"]
+    assert metrics["cache"]["misses"] == entries > 0 and metrics["trainable_params"] == sum(
+        p.numel() for p in load_model(teacher).mask_decoder.parameters()
+    )
+    student = tmp_path / "student"
+    distill = [
+        "distill", "--teacher-run", str(teacher), "--student", "tinyvit-256", "--student-kwargs", json.dumps({"img_size": 64}),
+        "--crop", "box", "--data", str(synth_manifest_train), "--out", str(student), "--cache-dir", str(cache),
+        "--steps", "1", "--batch-size", "2", "--val-objects", "0",
+    ]  # fmt: skip
+    assert run(distill) == 0
+    filled = read_manifest(student, kind="student").metrics["cache"]
+    assert filled == {"directory": str(cache), "hits": entries, "misses": 0}  # the adapted decoder leaves the embeddings as they were

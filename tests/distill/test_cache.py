@@ -124,7 +124,7 @@ def test_sigkill_during_fill_and_during_training_then_resume(tiny_teacher: Path,
 def test_torchrun_two_ranks_fill_one_cache_without_duplicates(tiny_teacher: Path, synth_manifest_train: Path, tmp_path: Path) -> None:
     out, cache_dir = tmp_path / "student", tmp_path / "cache"
     args = tiny_distill_args("litemedsam", tiny_teacher, synth_manifest_train, out, cache_dir)
-    args += ["--student-kwargs", TINY_TINYVIT, "--decoder-steps", "0", "--val-objects", "0", "--batch-size", "1"]
+    args += ["--student-kwargs", TINY_TINYVIT, "--finetune-steps", "0", "--val-objects", "0", "--batch-size", "1"]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "medkd", *args]
     result = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from medkd.distill.decoupled import keep_finetuned_decoder
+from medkd.distill.decoupled import keep_finetuned
 from medkd.distill.embedding_cache import EmbeddingCache
 from medkd.distill.perceptual import perceptual_distance, vgg_features
 from medkd.distill.prompt_loop import disagreement_point
@@ -57,7 +57,7 @@ def decoupled_student(tiny_teacher: Path, synth_manifest_train: Path, tmp_path_f
     """The LiteMedSAM recipe on the tiny teacher, with two guarded decoder fine-tuning steps."""
     root = tmp_path_factory.mktemp("decoupled")
     args = tiny_distill_args("litemedsam", tiny_teacher, synth_manifest_train, root / "student", root / "cache")
-    assert run([*args, "--student-kwargs", TINY_TINYVIT, "--decoder-steps", "2"]) == 0
+    assert run([*args, "--student-kwargs", TINY_TINYVIT, "--finetune-steps", "2"]) == 0
     return root / "student"
 
 
@@ -70,15 +70,18 @@ def test_decoupled_student_is_the_teacher_decoder_on_a_distilled_encoder(decoupl
     assert cache["hits"] == 0 and cache["misses"] == EmbeddingCache(cache["directory"]).info()["entries"] > 0
     log = read_log(decoupled_student / "kd")
     assert [r["step"] for r in log] == [1, 2, 3] and all(r["mse"] > 0 for r in log)
-    assert [r["step"] for r in read_log(decoupled_student / "decoder")] == [1, 2]
-    guard = manifest.metrics["decoder_guard"]
-    kept_finetuned = keep_finetuned_decoder(guard["val_dsc_frozen"], guard["val_dsc_finetuned"])
-    assert guard["kept"] == ("finetuned" if kept_finetuned else "frozen")
+    assert [r["step"] for r in read_log(decoupled_student / "finetune")] == [1, 2]
+    guard = manifest.metrics["finetune_guard"]
+    kept_finetuned = keep_finetuned(guard["val_dsc_distilled"], guard["val_dsc_finetuned"])
+    assert guard["kept"] == ("finetuned" if kept_finetuned else "distilled")
+    assert guard["val_dsc_distilled"] == manifest.metrics["val_kd"]["overall"]["dsc"]["mean"]
+    phase = read_manifest(decoupled_student / "kd", kind="distill-phase")  # distillation alone, evaluable as it is
+    assert phase.config["preprocessing"] == recorded
     student, teacher = load_model(decoupled_student), load_model(tiny_teacher)
     for part in ("prompt_encoder",) + (() if kept_finetuned else ("mask_decoder",)):
         ours, theirs = getattr(student, part).state_dict(), getattr(teacher, part).state_dict()
         assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
-    assert not (decoupled_student / "kd" / STATE_FILE).exists() and not (decoupled_student / "decoder" / STATE_FILE).exists()
+    assert not (decoupled_student / "kd" / STATE_FILE).exists() and not (decoupled_student / "finetune" / STATE_FILE).exists()
     assert 0.0 <= manifest.metrics["val"]["overall"]["agreement_dsc"]["mean"] <= 1.0
 
 
@@ -95,15 +98,15 @@ def test_decoupled_student_runs_in_mobile_sam_predictor(decoupled_student: Path)
     assert masks.shape == (1, 90, 120) and masks.dtype == bool and low_res.shape == (1, 16, 16)
 
 
-def test_guard_keeps_the_frozen_decoder_unless_validation_holds() -> None:
-    assert keep_finetuned_decoder(0.70, 0.71) and keep_finetuned_decoder(0.70, 0.70)
-    assert not keep_finetuned_decoder(0.70, 0.50)
-    assert not keep_finetuned_decoder(None, 0.9)  # nothing to validate on: keep the frozen decoder
+def test_guard_keeps_the_distilled_model_unless_validation_holds() -> None:
+    assert keep_finetuned(0.70, 0.71) and keep_finetuned(0.70, 0.70)
+    assert not keep_finetuned(0.70, 0.50)
+    assert not keep_finetuned(None, 0.9)  # nothing to validate on: keep the distilled model
 
 
 def test_kd_sam_adds_a_perceptual_term(tiny_teacher: Path, synth_manifest_train: Path, tmp_path: Path) -> None:
     args = tiny_distill_args("kd-sam", tiny_teacher, synth_manifest_train, tmp_path / "student", tmp_path / "cache")
-    assert run([*args, "--student-kwargs", TINY_TINYVIT, "--decoder-steps", "0", "--val-objects", "0"]) == 0
+    assert run([*args, "--student-kwargs", TINY_TINYVIT, "--finetune-steps", "0", "--val-objects", "0"]) == 0
     log = read_log(tmp_path / "student" / "kd")
     weight = read_manifest(tmp_path / "student").config["distill"]["perceptual_weight"]
     for record in log:

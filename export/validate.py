@@ -96,7 +96,7 @@ def validate_export(
             embedding = exported.encode(model_input.numpy())
             with torch.inference_mode():
                 torch_embedding = reference.module.image_encoder(model_input.to(reference.device))
-                theirs_list = [reference._sam(torch_embedding, p).float().cpu() for p in prompt_list]
+                theirs_list = [reference._sam(torch_embedding, p)[0].float().cpu() for p in prompt_list]
             embed_diffs.append(float(np.abs(embedding - torch_embedding.float().cpu().numpy()).max()))
             ours_list = [torch.from_numpy(select_masks(*exported.decode(embedding, *prompt_points(p)), p)) for p in prompt_list]
         else:

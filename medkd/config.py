@@ -9,8 +9,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from medkd.errors import BadInput
 
 ConfigT = TypeVar("ConfigT")
@@ -82,6 +80,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"recipe not found: {path}")
+    import yaml  # the training install's: the runtime reads no recipes
+
     try:
         loaded = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

@@ -15,3 +15,7 @@ class BadInput(MedkdError):
 
 class MedkdWarning(UserWarning):
     """Something the user should know that does not stop the work; the CLI prints one ``warning:`` line."""
+
+
+class PreprocessingWarning(MedkdWarning):
+    """A model is run with other preprocessing than it was trained with, or with a guessed one."""

@@ -6,41 +6,32 @@ Typical use::
     entries = bench_model("tinyvit-256", BenchOptions(backend="torch", warmup=3, iterations=20, threads=2))
     document = new_document(entries, device_info())
 
-``compare_documents`` gates a new document against a baseline (``medkd bench compare``).
+``compare_documents`` gates a new document against a baseline (``medkd bench compare``). The names
+below are imported on first use: timing an ONNX model or a bundle needs no torch.
 """
 
-from medkd.bench.compare import Comparison, compare_documents, parse_threshold
-from medkd.bench.device import device_identity, device_info, device_slug
-from medkd.bench.run import BACKENDS, BenchOptions, bench_document, bench_model
-from medkd.bench.schema import (
-    BENCH_KIND,
-    BENCH_SCHEMA,
-    entry_key,
-    latency_summary,
-    new_document,
-    read_document,
-    write_document,
-)
-from medkd.bench.tegrastats import parse_line, total_power_mw
+from medkd.lazy import lazy_attributes
 
-__all__ = [
-    "BACKENDS",
-    "BENCH_KIND",
-    "BENCH_SCHEMA",
-    "BenchOptions",
-    "Comparison",
-    "bench_document",
-    "bench_model",
-    "compare_documents",
-    "device_identity",
-    "device_info",
-    "device_slug",
-    "entry_key",
-    "latency_summary",
-    "new_document",
-    "parse_line",
-    "parse_threshold",
-    "read_document",
-    "total_power_mw",
-    "write_document",
-]
+_EXPORTS = {
+    "Comparison": "medkd.bench.compare",
+    "compare_documents": "medkd.bench.compare",
+    "parse_threshold": "medkd.bench.compare",
+    "device_identity": "medkd.bench.device",
+    "device_info": "medkd.bench.device",
+    "device_slug": "medkd.bench.device",
+    "BACKENDS": "medkd.bench.run",
+    "BenchOptions": "medkd.bench.run",
+    "bench_document": "medkd.bench.run",
+    "bench_model": "medkd.bench.run",
+    "BENCH_KIND": "medkd.bench.schema",
+    "BENCH_SCHEMA": "medkd.bench.schema",
+    "entry_key": "medkd.bench.schema",
+    "latency_summary": "medkd.bench.schema",
+    "new_document": "medkd.bench.schema",
+    "read_document": "medkd.bench.schema",
+    "write_document": "medkd.bench.schema",
+    "parse_line": "medkd.bench.tegrastats",
+    "total_power_mw": "medkd.bench.tegrastats",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

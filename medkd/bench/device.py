@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from medkd.accelerator import torch_cuda
+
 CommandRunner = Callable[[list[str]], str | None]
 # L4T release -> JetPack release (NVIDIA's Jetson archive); dpkg's nvidia-jetpack version wins when present.
 JETPACK_OF_L4T = {
@@ -83,11 +85,12 @@ def cpu_info(root: Path = Path("/")) -> dict[str, Any]:
 
 def gpu_info() -> dict[str, Any] | None:
     """Name, compute capability, memory and CUDA version of the current CUDA device (``None`` without one)."""
+    cuda = torch_cuda()
+    if cuda is None:
+        return None
     import torch
 
-    if not torch.cuda.is_available():
-        return None
-    properties = torch.cuda.get_device_properties(torch.cuda.current_device())
+    properties = cuda.get_device_properties(cuda.current_device())
     return {
         "name": properties.name,
         "compute_capability": f"{properties.major}.{properties.minor}",

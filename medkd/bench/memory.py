@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medkd.accelerator import torch_cuda
+
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
@@ -41,17 +43,11 @@ def _maxrss_kib() -> int:
     return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS, KiB elsewhere
 
 
-def _cuda() -> Any | None:
-    import torch
-
-    return torch.cuda if torch.cuda.is_available() else None
-
-
 class PeakMemory:
     """``with PeakMemory() as peak: ...`` then ``peak.result()``: MiB before, at peak, and the method."""
 
     def __enter__(self) -> PeakMemory:
-        self.cuda = _cuda()
+        self.cuda = torch_cuda()
         if self.cuda is not None:
             self.cuda.synchronize()
             self.cuda.reset_peak_memory_stats()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import torch
-
+from medkd.artifacts import MANIFEST_NAME, read_manifest
 from medkd.bench.bundle_backend import BUNDLE_SUFFIX
 from medkd.bench.device import device_info
 from medkd.bench.schema import new_document
@@ -52,8 +54,27 @@ class BenchOptions:
         return self
 
 
+def default_backend(source: str) -> str:
+    """The backend that runs ``source`` as it is: ONNX Runtime for bundles, ONNX files and exports,
+    TensorRT for engines, AOTInductor for ``.pt2`` packages, PyTorch for everything else."""
+    path = Path(source)
+    if path.suffix in (BUNDLE_SUFFIX, ".onnx"):
+        return "ort"
+    kind = read_manifest(path).kind if (path / MANIFEST_NAME).is_file() else None
+    if path.suffix == ".plan" or kind == "engines":
+        return "tensorrt"
+    if path.suffix == ".pt2" or kind == "aoti":
+        return "aoti"
+    return "ort" if kind == "export" else "torch"
+
+
 def resolve_threads(threads: int | None) -> int:
-    """Apply ``threads`` to PyTorch (ONNX Runtime takes it per session); the number in use."""
+    """Apply ``threads`` to PyTorch (ONNX Runtime takes it per session); the number in use. Without
+    torch (the runtime install) the default is the cores this process may use."""
+    if importlib.util.find_spec("torch") is None:
+        return threads or len(os.sched_getaffinity(0))
+    import torch
+
     if threads is not None:
         torch.set_num_threads(threads)
     return torch.get_num_threads()

@@ -12,40 +12,36 @@ Typical use::
     result = pack_bundle(Path("runs/stand-in"), Path("litemedsam.medkd"), PackOptions("jetson-orin", key=Path("vendor.pem")))
     trust = trust_policy("vendor.pem.pub")   # trust_policy(): the store $MEDKD_TRUST_STORE names
     verification = verify_bundle(Path("litemedsam.medkd"), trust)
-    segmenter = load_bundle_segmenter(Path("litemedsam.medkd"), trust)   # then medkd.runtime.segment.segment_image
+    segmenter = load_bundle_segmenter(Path("litemedsam.medkd"), trust)   # then medkd.runtime.segment.segment_objects
+
+Packing reads training artifacts (the full install); verifying and running a bundle needs only the
+runtime install (no torch). The names below are imported on first use.
 """
 
-from medkd.bundle.checks import Check
-from medkd.bundle.device import DeviceProfile, local_device
-from medkd.bundle.pack import PackOptions, PackResult, pack_bundle
-from medkd.bundle.runtime import default_variant, load_bundle_segmenter
-from medkd.bundle.schema import BundleManifest, parse_manifest
-from medkd.bundle.signing import generate_keypair
-from medkd.bundle.targets import TARGETS
-from medkd.bundle.trust import TrustPolicy, TrustStore, load_trust_store, trust_policy
-from medkd.bundle.unpack import UnpackLimits, UnsafeBundle, scan_bundle
-from medkd.bundle.verify import Verification, verify_bundle
+from medkd.lazy import lazy_attributes
 
-__all__ = [
-    "TARGETS",
-    "BundleManifest",
-    "Check",
-    "DeviceProfile",
-    "PackOptions",
-    "PackResult",
-    "TrustPolicy",
-    "TrustStore",
-    "UnpackLimits",
-    "UnsafeBundle",
-    "Verification",
-    "default_variant",
-    "generate_keypair",
-    "load_bundle_segmenter",
-    "load_trust_store",
-    "local_device",
-    "pack_bundle",
-    "parse_manifest",
-    "scan_bundle",
-    "trust_policy",
-    "verify_bundle",
-]
+_EXPORTS = {
+    "Check": "medkd.bundle.checks",
+    "DeviceProfile": "medkd.bundle.device",
+    "local_device": "medkd.bundle.device",
+    "PackOptions": "medkd.bundle.pack",
+    "PackResult": "medkd.bundle.pack",
+    "pack_bundle": "medkd.bundle.pack",
+    "default_variant": "medkd.bundle.runtime",
+    "load_bundle_segmenter": "medkd.bundle.runtime",
+    "BundleManifest": "medkd.bundle.schema",
+    "parse_manifest": "medkd.bundle.schema",
+    "generate_keypair": "medkd.bundle.signing",
+    "TARGETS": "medkd.bundle.targets",
+    "TrustPolicy": "medkd.bundle.trust",
+    "TrustStore": "medkd.bundle.trust",
+    "load_trust_store": "medkd.bundle.trust",
+    "trust_policy": "medkd.bundle.trust",
+    "UnpackLimits": "medkd.bundle.unpack",
+    "UnsafeBundle": "medkd.bundle.unpack",
+    "scan_bundle": "medkd.bundle.unpack",
+    "Verification": "medkd.bundle.verify",
+    "verify_bundle": "medkd.bundle.verify",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

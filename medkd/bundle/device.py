@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import onnxruntime
 
-from medkd.runtime.tensorrt import device_info
+from medkd.accelerator import torch_cuda
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,17 @@ def _tensorrt_version() -> str | None:
         return None
 
 
+def _gpu() -> dict[str, str | None]:
+    """CUDA version, GPU and compute capability from torch.cuda; none without a GPU or without torch (the
+    runtime install, which runs no engines: TensorRT engines run through torch's CUDA memory)."""
+    if torch_cuda() is None:
+        return {"cuda": None, "gpu": None, "compute_capability": None}
+    from medkd.runtime.tensorrt import device_info
+
+    return device_info()
+
+
 def local_device() -> DeviceProfile:
     """This machine, detected with ONNX Runtime, TensorRT and torch.cuda where they are importable."""
-    gpu = device_info()
+    gpu = _gpu()
     return DeviceProfile(platform.machine(), onnxruntime.__version__, _tensorrt_version(), gpu["cuda"], gpu["compute_capability"], gpu["gpu"])

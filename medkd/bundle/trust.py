@@ -9,7 +9,13 @@ variable ``MEDKD_TRUST_STORE``; without either, no key is trusted.
 The rule: a bundle is accepted only when ``manifest.sig`` is a valid signature of ``manifest.json`` by a
 trusted, unrevoked key that ``manifest.json`` names as its signer. ``--allow-unsigned`` (development
 only) also accepts a bundle that carries no signature and names no signer; a manifest that names a
-signer is never accepted without that signer's valid signature.
+signer is never accepted without that signer's valid signature. ``--require-signature`` is the default
+that ``--allow-unsigned`` relaxes (of the two, the last one given counts).
+
+Every bundle's signature is in one of four states (:data:`SIGNATURE_STATES`): ``signed`` (by a trusted
+key), ``unsigned`` (no signature, no signer named), ``untrusted`` (a valid signature by a key this store
+does not trust or has revoked, or no store at all) and ``invalid`` (a signature that does not verify,
+another signer than the manifest names, or a named signer's signature removed).
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ TRUST_STORE_ENV = "MEDKD_TRUST_STORE"
 REVOKED_FILE = "revoked.txt"
 KEY_SUFFIXES = (".pub", ".pem")
 NO_STORE = f"no key is trusted here: pass --trust-store or set {TRUST_STORE_ENV} (a vendor's public key file or folder)"
+
+
+SIGNATURE_STATES = ("signed", "unsigned", "untrusted", "invalid")
 
 
 class UnsignedBundleWarning(MedkdWarning):
@@ -87,29 +96,43 @@ def trust_policy(location: str | None = None, allow_unsigned: bool = False) -> T
     return TrustPolicy(None if location is None else load_trust_store(location), allow_unsigned)
 
 
-def _trusted(signer: str, store: TrustStore | None) -> Check:
+@dataclass(frozen=True)
+class SignatureVerdict:
+    """The state of a bundle's signature (one of :data:`SIGNATURE_STATES`) and the check verify reports."""
+
+    state: str
+    check: Check
+
+
+def _verdict(state: str, status: str, message: str) -> SignatureVerdict:
+    return SignatureVerdict(state, Check("signature", status, message))  # type: ignore[arg-type]
+
+
+def _trusted(signer: str, store: TrustStore | None) -> SignatureVerdict:
     if store is None:
-        return Check("signature", "fail", f"signed by {signer}, but {NO_STORE}")
+        return _verdict("untrusted", "fail", f"signed by {signer}, but {NO_STORE}")
     if signer in store.revoked:
-        return Check("signature", "fail", f"signed by {signer}, a key revoked in {Path(store.source) / REVOKED_FILE}")
+        return _verdict("untrusted", "fail", f"signed by {signer}, a key revoked in {Path(store.source) / REVOKED_FILE}")
     if signer not in store.keys:
-        return Check("signature", "fail", f"signed by {signer}, which is not a key of the trust store {store.source}")
-    return Check("signature", "pass", f"valid ed25519 signature by {signer}, a trusted key ({store.keys[signer]})")
+        return _verdict("untrusted", "fail", f"signed by {signer}, which is not a key of the trust store {store.source}")
+    return _verdict("signed", "pass", f"valid ed25519 signature by {signer}, a trusted key ({store.keys[signer]})")
 
 
-def signature_check(signature: bytes | None, manifest_bytes: bytes, signer: str | None, policy: TrustPolicy) -> Check:
+def signature_verdict(signature: bytes | None, manifest_bytes: bytes, signer: str | None, policy: TrustPolicy) -> SignatureVerdict:
     """The verdict on ``manifest.sig`` (``None``: absent) over ``manifest.json``, whose ``signer`` is given."""
     if signature is None:
         if signer is not None:
-            return Check("signature", "fail", f"{MANIFEST_MEMBER} names the signer {signer} but the bundle carries no signature (removed after signing)")
+            return _verdict("invalid", "fail", f"{MANIFEST_MEMBER} names the signer {signer} but the bundle carries no signature (removed after signing)")
         if policy.allow_unsigned:
-            return Check("signature", "skip", "the bundle is not signed; accepted because of --allow-unsigned (development only)")
-        return Check("signature", "fail", "the bundle is not signed: only bundles signed by a trusted key are accepted (--allow-unsigned, for development, accepts it)")
+            return _verdict("unsigned", "skip", "the bundle is not signed; accepted because of --allow-unsigned (development only)")
+        return _verdict(
+            "unsigned", "fail", "the bundle is not signed: only bundles signed by a trusted key are accepted (--allow-unsigned, for development, accepts it)"
+        )
     try:
         actual = check_signature(signature, MANIFEST_MEMBER, manifest_bytes)
     except ValueError as exc:
-        return Check("signature", "fail", str(exc))
+        return _verdict("invalid", "fail", str(exc))
     if actual != signer:
         named = f"names the signer {signer}" if signer else "names no signer"
-        return Check("signature", "fail", f"signed by {actual}, but {MANIFEST_MEMBER} {named}")
+        return _verdict("invalid", "fail", f"signed by {actual}, but {MANIFEST_MEMBER} {named}")
     return _trusted(actual, policy.store)

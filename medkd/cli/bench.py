@@ -5,19 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import click
 import typer
 from typer.core import TyperGroup
 
 from medkd.cli.output import stdout_console
 from medkd.cli.trust_options import allow_unsigned_option, trust_store_option
+from medkd.cli.vocabulary import device_option, hidden_alias, legacy_model_argument, model_option, one_of, out_option
 from medkd.errors import BadInput, MedkdError
 
 
 class _RunByDefault(TyperGroup):
-    """``medkd bench MODEL ...`` means ``medkd bench run MODEL ...``; subcommands keep their names."""
+    """``medkd bench --model MODEL ...`` (or ``medkd bench MODEL ...``) means ``medkd bench run ...``;
+    subcommands keep their names."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
             args = ["run", *args]
         return super().parse_args(ctx, args)
@@ -25,37 +26,43 @@ class _RunByDefault(TyperGroup):
 
 app = typer.Typer(
     cls=_RunByDefault,
-    help="Benchmark a model (medkd bench MODEL --backend ...), compare results (compare), describe this device (device).",
+    help="Time a model (medkd bench run --model MODEL, short: medkd bench --model MODEL), compare results (compare), describe this device (device).",
     no_args_is_help=True,
 )
 
 
 @app.command("run")
 def run_command(
-    model: str = typer.Argument(
-        ..., help="Zoo name, model artifact, export / engines / aoti artifact, ONNX file, .plan engine, .pt2 package or NAME.medkd bundle."
+    model: str = model_option("Zoo name, model artifact, export / engines / aoti artifact, ONNX file, .plan engine, .pt2 package or NAME.medkd bundle."),
+    backend: str = typer.Option(
+        None, "--backend", "-b", help="torch, torch-compile, ort, ort-int8, tensorrt or aoti (default: ort for bundles, ONNX files and exports, tensorrt for engines, aoti for .pt2, else torch)."
     ),
-    backend: str = typer.Option("torch", "--backend", "-b", help="torch, torch-compile, ort, ort-int8, tensorrt or aoti."),
-    batch: int = typer.Option(1, help="Images per encoder call (prompts per decoder call)."),
+    batch_size: int = typer.Option(1, "--batch-size", help="Images per encoder call (prompts per decoder call)."),
     warmup: int = typer.Option(3, help="Untimed calls first (the first one's time is reported as first_call_ms)."),
     iters: int = typer.Option(20, "--iters", help="Timed calls."),
-    threads: int = typer.Option(None, help="CPU threads for PyTorch and ONNX Runtime (default: PyTorch's current number)."),
+    threads: int = typer.Option(None, help="CPU threads for PyTorch and ONNX Runtime (default: PyTorch's current number; without torch, this process's cores)."),
     graph: list[str] = typer.Option(None, "--graph", help="Only this graph (encoder, decoder, unet, ...); repeatable."),
-    device: str = typer.Option("auto", help="torch backends: auto, cpu or cuda[:N]."),
+    device: str = device_option(),
     power: bool = typer.Option(False, "--power", help="Jetson: sample tegrastats and report energy per inference."),
-    out: Path = typer.Option(None, "--out", "-o", help="Write the results JSON here."),
+    out: Path = out_option("Write the results JSON here.", None),
     append: bool = typer.Option(False, "--append", help="Add the entries to the results already in --out (same device)."),
     trust_store: str = trust_store_option(),
     allow_unsigned: bool = allow_unsigned_option(),
+    model_argument: str = legacy_model_argument(),
+    batch: int = hidden_alias("--batch"),
 ) -> None:
-    """Time every graph of MODEL on one backend: p50 / p90 / p99 latency, throughput, peak memory."""
+    """Time every graph of a model on one backend: p50 / p90 / p99 latency, throughput, peak memory."""
     from medkd.bench import BenchOptions, bench_model, device_info, new_document, read_document, write_document
     from medkd.bench.device import device_identity
+    from medkd.bench.run import default_backend
     from medkd.bench.tables import entries_table
 
+    model = one_of("--model", model, model_argument, "a positional MODEL")
     if append and (out is None or not out.is_file()):
         raise BadInput("--append adds to an existing results file: give --out FILE.json that exists")
-    options = BenchOptions(backend, batch, warmup, iters, threads, tuple(graph or ()), device, power, trust_store=trust_store, allow_unsigned=allow_unsigned)
+    backend = backend or default_backend(model)
+    batch_size = batch if batch is not None else batch_size  # --batch: its old spelling
+    options = BenchOptions(backend, batch_size, warmup, iters, threads, tuple(graph or ()), device, power, trust_store=trust_store, allow_unsigned=allow_unsigned)
     entries = bench_model(model, options)
     document = new_document(entries, device_info())
     if append:

@@ -47,19 +47,28 @@ def pack_command(
     typer.echo(f"wrote {out}: {result.size} bytes, {len(manifest.files)} files, {len(manifest.accuracy)} accuracy record(s){signed}")
 
 
+SIGNATURE_WORDS = {
+    "signed": "signed by a trusted key",
+    "unsigned": "unsigned",
+    "untrusted": "signed by a key that is not trusted here",
+    "invalid": "signature invalid",
+}
+
+
 def verify_command(
     bundle: Path = typer.Argument(..., help="Bundle to check (NAME.medkd)."),
     trust_store: str = trust_store_option("--pubkey"),
     allow_unsigned: bool = allow_unsigned_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
 ) -> None:
-    """Check a bundle: safe members of declared sizes, schema, every file's SHA-256, a trusted signature, and whether this device can run it (exit 2 if any check fails)."""
+    """Check a bundle's members, schema, files, signature (signed, unsigned, untrusted or invalid) and fit to this device; exit 2 if any check fails."""
     from medkd.bundle import trust_policy, verify_bundle
 
     verification = verify_bundle(bundle, trust_policy(trust_store, allow_unsigned))
-    failed = verification.failed
+    failed, signature = verification.failed, verification.signature
     if as_json:
-        typer.echo(json.dumps({"bundle": str(bundle), "ok": not failed, "checks": [asdict(c) for c in verification.checks]}, indent=2))
+        report = {"bundle": str(bundle), "ok": not failed, "signature": signature, "checks": [asdict(c) for c in verification.checks]}
+        typer.echo(json.dumps(report, indent=2))
     else:
         table = Table(title=f"medkd verify {bundle.name}")
         for header in ("check", "verdict", "detail"):
@@ -67,11 +76,15 @@ def verify_command(
         for check in verification.checks:
             table.add_row(check.name, f"[{VERDICT_STYLES[check.status]}]{check.status}[/]", check.message)
         stdout_console().print(table)
+    state = f" ({SIGNATURE_WORDS[signature]})" if signature else ""
     if failed:
-        raise BadInput(f"{bundle.name} is refused: {len(failed)} check(s) failed; first: {failed[0].name}: {failed[0].message}")
+        raise BadInput(f"{bundle.name} is refused{state}: {len(failed)} check(s) failed; first: {failed[0].name}: {failed[0].message}")
     if not as_json:
-        skipped = sum(c.status == "skip" for c in verification.checks)
-        typer.echo(f"{bundle.name}: all checks passed" + (f" ({skipped} not checkable here or not applicable)" if skipped else ""))
+        skipped = sum(c.status == "skip" and c.name != "signature" for c in verification.checks)
+        verdict = "signed by a trusted key; all checks passed"
+        if signature == "unsigned":
+            verdict = "UNSIGNED, accepted because of --allow-unsigned (development only); all other checks passed"
+        typer.echo(f"{bundle.name}: {verdict}" + (f" ({skipped} not checkable here or not applicable)" if skipped else ""))
 
 
 @keys_app.command("generate")

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from medkd.cli.output import stdout_console
-from medkd.data import build_manifest, load_manifest, make_synthetic, save_manifest
-from medkd.data.manifest import SPLITS, DataManifest
+from medkd.cli.vocabulary import hidden_alias, one_of, out_option
 from medkd.data.readers import DEFAULT_AXIS
 from medkd.data.splits import DEFAULT_SEED
 from medkd.errors import BadInput
+
+if TYPE_CHECKING:
+    from medkd.data.manifest import DataManifest
 
 app = typer.Typer(help="Index medical datasets into manifests; synthetic phantoms; inspect manifests.", no_args_is_help=True)
 
@@ -21,9 +24,9 @@ def _fractions(text: str) -> tuple[float, float, float]:
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise BadInput(f"--split must be three comma-separated numbers, not '{text}'") from None
+        raise BadInput(f"--fractions must be three comma-separated numbers, not '{text}'") from None
     if len(values) != 3:
-        raise BadInput(f"--split must be three comma-separated numbers, not '{text}'")
+        raise BadInput(f"--fractions must be three comma-separated numbers, not '{text}'")
     return values  # type: ignore[return-value]
 
 
@@ -38,6 +41,8 @@ def _modalities(pairs: list[str]) -> dict[str, str]:
 
 
 def _print_summary(manifest: DataManifest, show_skipped: bool) -> None:
+    from medkd.data.manifest import SPLITS
+
     console = stdout_console()
     table = Table(title=f"{len(manifest.rows)} objects, split seed {manifest.split_seed}")
     for column in ("dataset", "layout", "modality", "split", "subjects", "images", "objects"):
@@ -58,19 +63,22 @@ def _print_summary(manifest: DataManifest, show_skipped: bool) -> None:
 @app.command()
 def index(
     directory: Path = typer.Argument(..., help="A dataset folder, or a folder of dataset folders."),
-    out: Path = typer.Option(..., "--out", "-o", help="Manifest to write (JSON Lines)."),
+    out: Path = out_option("Manifest to write (JSON Lines)."),
     seed: int = typer.Option(DEFAULT_SEED, help="Seed of the subject-level split."),
-    split: str = typer.Option("0.7,0.15,0.15", "--split", help="Train, val, test fractions of subjects."),
+    fractions: str = typer.Option("0.7,0.15,0.15", "--fractions", help="Train, val, test fractions of subjects."),
     axis: int = typer.Option(DEFAULT_AXIS, help="NIfTI array axis that volumes are sliced along."),
     modality: list[str] = typer.Option(None, "--modality", help="DATASET=MODALITY override (repeatable)."),
     subject_pattern: str = typer.Option(None, help="Regex whose first group is the subject id of an image stem."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    split: str = hidden_alias("--split"),
 ) -> None:
     """Index images and masks into one row per object, with subject-level train / val / test splits."""
+    from medkd.data import build_manifest, save_manifest
+
     manifest = build_manifest(
         directory,
         seed=seed,
-        fractions=_fractions(split),
+        fractions=_fractions(split if split is not None else fractions),  # --split: the old spelling
         axis=axis,
         modalities=_modalities(modality or []),
         subject_pattern=subject_pattern,
@@ -83,12 +91,14 @@ def index(
 
 @app.command()
 def synth(
-    out: Path = typer.Option(..., "--out", "-o", help="Folder to create (must not exist or be empty)."),
+    out: Path = out_option("Folder to create (must not exist or be empty)."),
     images: int = typer.Option(12, min=1, help="Number of 2D phantoms."),
     volumes: int = typer.Option(6, min=1, help="Number of 3D phantoms."),
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
     """Make small synthetic 2D and 3D phantoms with masks, indexable like any dataset."""
+    from medkd.data import make_synthetic
+
     make_synthetic(out, images, volumes, seed)
     typer.echo(f"wrote {out} (index it with: medkd data index {out} --out MANIFEST)")
 
@@ -96,8 +106,11 @@ def synth(
 @app.command()
 def show(
     manifest: Path = typer.Argument(..., help="Manifest made by 'medkd data index'."),
-    root: Path = typer.Option(None, help="Where the data lives now, if it moved since indexing."),
+    data_root: Path = typer.Option(None, "--data-root", help="Where the data lives now, if it moved since indexing."),
     skipped: bool = typer.Option(False, "--skipped", help="List skipped files with reasons."),
+    root: Path = hidden_alias("--root"),
 ) -> None:
     """Summarise a manifest: subjects, images and objects per dataset and split."""
-    _print_summary(load_manifest(manifest, root), show_skipped=skipped)
+    from medkd.data import load_manifest
+
+    _print_summary(load_manifest(manifest, one_of("--data-root", data_root, root, "--root", required=False)), show_skipped=skipped)

@@ -2,38 +2,24 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from medkd.artifacts import sha256_file
 from medkd.cli.output import stdout_console
-from medkd.data import ArrayCache, RowLoader, default_cache_dir, load_manifest
-from medkd.data.datasets import PROMPTS
-from medkd.data.manifest import ManifestRow
-from medkd.data.preprocessing import parse_crop
+from medkd.cli.vocabulary import device_option
 from medkd.errors import BadInput
-from medkd.evaluation import build_report, evaluate, summary_table, write_report
-from medkd.evaluation.reference_masks import default_reference_dir
-from medkd.runtime import load_segmenter
-from medkd.zoo import get_spec
+
+if TYPE_CHECKING:
+    from medkd.data.manifest import first_per_dataset
 
 
 def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
     if value not in choices:
         raise BadInput(f"{option} must be one of {', '.join(choices)}, not '{value}'")
     return value
-
-
-def _first_per_dataset(rows: list[ManifestRow], limit: int) -> list[ManifestRow]:
-    taken: Counter[str] = Counter()
-    kept = []
-    for row in rows:
-        if taken[row.dataset] < limit:
-            taken[row.dataset] += 1
-            kept.append(row)
-    return kept
 
 
 def eval_command(
@@ -50,18 +36,26 @@ def eval_command(
     dataset: list[str] = typer.Option(None, "--dataset", help="Only these datasets (repeatable)."),
     limit: int = typer.Option(None, min=1, help="At most this many objects per dataset (manifest order)."),
     batch_size: int = typer.Option(4, min=1, help="Images (or crops) per encoder batch."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
+    device: str = device_option(),
     data_root: Path = typer.Option(None, help="Where the data lives now, if it moved since indexing."),
     out: Path = typer.Option(None, "--out", "-o", help="Metrics JSON (default: eval-<model>-<split>.json)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither the preprocessing cache nor stored reference (teacher) masks."),
 ) -> None:
     """Evaluate a model on a manifest split: metrics JSON plus a table per dataset and modality."""
+    from medkd.data import ArrayCache, RowLoader, default_cache_dir, load_manifest
+    from medkd.data.datasets import PROMPTS
+    from medkd.data.preprocessing import parse_crop
+    from medkd.evaluation import build_report, evaluate, summary_table, write_report
+    from medkd.evaluation.reference_masks import default_reference_dir
+    from medkd.runtime import load_segmenter
+    from medkd.zoo import get_spec
+
     _choice(prompt, PROMPTS, "--prompt")
     parse_crop(crop)
     manifest = load_manifest(data, data_root)
     rows = manifest.select(split, dataset or None)
     if limit is not None:
-        rows = _first_per_dataset(rows, limit)
+        rows = first_per_dataset(rows, limit)
     if not rows:
         raise BadInput(f"{data} has no objects in split '{split}'" + (f" of {', '.join(dataset)}" if dataset else ""))
     segmenter = load_segmenter(model, checkpoint, device)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from medkd.cli.vocabulary import data_option, device_option, legacy_model_argument, model_option, one_of, out_option
 from medkd.errors import BadInput, MedkdError
 
 app = typer.Typer(help="Export models: ONNX (validated), TensorRT engines, AOTInductor packages; lint ONNX for TensorRT.", no_args_is_help=True)
@@ -18,10 +19,10 @@ def _split(value: str) -> str | None:
 
 @app.command("onnx")
 def onnx_command(
-    source: str = typer.Argument(..., help="Model artifact directory (RUN/student) or zoo name."),
-    out: Path = typer.Option(..., "--out", "-o", help="Export artifact directory to write."),
-    data: Path = typer.Option(..., "--data", "-d", help="Data manifest whose images validate the export."),
-    checkpoint: str = typer.Option(None, help="Weights for a zoo-name SOURCE."),
+    model: str = model_option("Model artifact directory (RUN/student) or zoo name."),
+    out: Path = out_option("Export artifact directory to write."),
+    data: Path = data_option("Data manifest whose images validate the export.", ...),
+    checkpoint: str = typer.Option(None, help="Weights for a zoo-name --model."),
     opset: int = typer.Option(17, help="ONNX opset, 17 to 20 (TensorRT on Jetson parses <= 20)."),
     gelu_approximate: bool = typer.Option(False, "--gelu-approximate", help="tanh GELU, for runtimes without Erf."),
     point_slots: int = typer.Option(4, min=2, help="Point slots of decoder_trt.onnx (a box takes two)."),
@@ -32,10 +33,12 @@ def onnx_command(
     split: str = typer.Option("test", help="Split the validation images come from (or 'all')."),
     max_logit_diff: float = typer.Option(1e-3, help="Largest allowed logit difference to PyTorch (times the largest logit magnitude when above 1)."),
     min_dsc: float = typer.Option(0.99, help="Smallest allowed mask DSC against PyTorch."),
+    source: str = legacy_model_argument(),
 ) -> None:
     """Export the image encoder and the two decoders (or the U-Net) to ONNX, validated against PyTorch."""
     from medkd.export.onnx_stage import OnnxOptions, export_onnx_artifact
 
+    source = one_of("--model", model, source, "a positional SOURCE")  # type: ignore[assignment]
     options = OnnxOptions(opset, gelu_approximate, point_slots, single_mask, max_batch, max_prompts, validate_samples, _split(split), max_logit_diff, min_dsc)
     manifest = export_onnx_artifact(source, out, data, options, checkpoint)
     report = manifest.metrics["validation"]
@@ -57,21 +60,23 @@ def _overrides(values: list[str]) -> dict[str, Path]:
 
 @app.command("tensorrt")
 def tensorrt_command(
-    export_dir: Path = typer.Argument(..., help="Export artifact directory (medkd export onnx)."),
+    model: str = model_option("Export artifact directory (medkd export onnx)."),
     precision: str = typer.Option("fp16", help="fp32, fp16 (LayerNorm / softmax kept FP32), int8 (Q/DQ ONNX) or best."),
-    out: Path = typer.Option(None, "--out", "-o", help="Engines directory (default: EXPORT_DIR/tensorrt-PRECISION)."),
+    out: Path = out_option("Engines directory (default: MODEL/tensorrt-PRECISION).", None),
     workspace: int = typer.Option(2048, min=64, help="Builder workspace in MiB."),
     timing_cache: Path = typer.Option(None, help="Timing cache file, read if present and written back."),
     version_compatible: bool = typer.Option(False, help="Build version-compatible engines."),
     hardware_compatibility: str = typer.Option("none", help="none, ampere+ or same-compute-capability."),
     onnx: list[str] = typer.Option(None, "--onnx", help="GRAPH=FILE.onnx: build a graph from another ONNX (the Q/DQ encoder)."),
     print_trtexec: bool = typer.Option(False, "--print-trtexec", help="Only print the equivalent trtexec commands."),
+    export_argument: str = legacy_model_argument(),
 ) -> None:
     """Build TensorRT engines from an export's ONNX graphs (needs TensorRT; --print-trtexec does not)."""
     from medkd.export.engines import build_engines, trtexec_lines
     from medkd.export.tensorrt_build import HARDWARE_LEVELS
     from medkd.export.trt_profiles import PRECISIONS, EngineOptions
 
+    export_dir = Path(one_of("--model", model, export_argument, "a positional EXPORT_DIR"))  # type: ignore[arg-type]
     if precision not in PRECISIONS:
         raise BadInput(f"--precision must be one of {', '.join(PRECISIONS)}, not '{precision}'")
     if hardware_compatibility not in HARDWARE_LEVELS:
@@ -137,17 +142,19 @@ def check_command(
 
 @app.command("aoti")
 def aoti_command(
-    source: str = typer.Argument(..., help="Model artifact directory (RUN/student) or zoo name."),
-    out: Path = typer.Option(..., "--out", "-o", help="Artifact directory for model.pt2."),
-    data: Path = typer.Option(..., "--data", "-d", help="Data manifest whose images validate the package."),
-    checkpoint: str = typer.Option(None, help="Weights for a zoo-name SOURCE."),
-    device: str = typer.Option("cpu", help="cpu, or cuda where a GPU is present."),
+    model: str = model_option("Model artifact directory (RUN/student) or zoo name."),
+    out: Path = out_option("Artifact directory for model.pt2."),
+    data: Path = data_option("Data manifest whose images validate the package.", ...),
+    checkpoint: str = typer.Option(None, help="Weights for a zoo-name --model."),
+    device: str = device_option("cpu", "Where the package is compiled for and runs: cpu, or cuda where a GPU is present."),
     validate_samples: int = typer.Option(2, min=1, help="Images from --data to validate on."),
     split: str = typer.Option("test", help="Split the validation images come from (or 'all')."),
+    source: str = legacy_model_argument(),
 ) -> None:
     """torch.export + AOTInductor: one .pt2 package (encoder + decoder, or U-Net), validated against PyTorch."""
     from medkd.export.aoti import export_aoti_artifact
 
+    source = one_of("--model", model, source, "a positional SOURCE")  # type: ignore[assignment]
     manifest = export_aoti_artifact(source, out, data, validate_samples, _split(split), checkpoint, device)
     report = manifest.metrics["validation"]
     typer.echo(f"wrote {out}: max |logit diff| {report['max_abs_logit_diff']:.2e}, min mask DSC {report['min_mask_dsc']:.4f}")

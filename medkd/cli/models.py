@@ -8,16 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from medkd.cli.output import stdout_console
 from medkd.errors import BadInput
-from medkd.zoo import create_model, default_preprocessing, get_spec, list_models, packaged_checkpoint, profile_model, read_state_dict
-from medkd.zoo.artifact import artifact_model_ref
-from medkd.zoo.compatibility import model_geometry, upstream_notes
-from medkd.zoo.profile import count_params
 
 app = typer.Typer(help="List the model zoo: teachers and students, sizes and cost.", no_args_is_help=False)
 FLOPS_NOTE = "GFLOPs: floating-point operations of the encoder for one image (1 multiply-add = 2 FLOPs), torch.utils.flop_counter"
@@ -26,6 +20,8 @@ FLOPS_NOTE = "GFLOPs: floating-point operations of the encoder for one image (1 
 @functools.cache
 def describe(name: str) -> dict[str, Any]:
     """Everything the zoo knows about one entry, measured where it is a number (once per process)."""
+    from medkd.zoo import default_preprocessing, get_spec, profile_model
+
     spec = get_spec(name)
     profile = profile_model(spec)
     checkpoint = spec.checkpoint
@@ -63,6 +59,8 @@ def models(
         return
     if role not in (None, "teacher", "student"):
         raise typer.BadParameter("must be 'teacher' or 'student'", param_hint="--role")
+    from medkd.zoo import list_models
+
     entries = [describe(name) for name in list_models(role)]
     if as_json:
         typer.echo(json.dumps(entries, indent=2))
@@ -119,6 +117,9 @@ def show(
 
 def _weights_file(name: str, checkpoint: Path | None) -> Path:
     """The state dict file ``check`` reads: the given file, an artifact's weights, or the packaged weights."""
+    from medkd.zoo import get_spec, packaged_checkpoint
+    from medkd.zoo.artifact import artifact_model_ref
+
     if checkpoint is None:
         spec = get_spec(name)
         if not spec.packaged:
@@ -135,6 +136,13 @@ def check(
 ) -> None:
     """Load a checkpoint into a zoo architecture and report whether it fits (exit 2 if not), and whether
     it also loads into mobile_sam's / segment_anything's builders at this model's geometry."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from medkd.zoo import create_model, read_state_dict
+    from medkd.zoo.compatibility import model_geometry, upstream_notes
+    from medkd.zoo.profile import count_params
+
     weights = _weights_file(name, checkpoint)
     model = create_model(name, checkpoint=checkpoint or weights, sha256=sha256)
     typer.echo(f"{checkpoint or weights.name} loads into {name}: {count_params(model) / 1e6:.2f}M parameters")

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from medkd.cli.output import stdout_console
+from medkd.cli.vocabulary import data_option, out_option
 
 DEMO_RECIPE = "demo.yaml"
 REFERENCE_RECIPE = "reference-cpu.yaml"
@@ -38,8 +39,8 @@ def _run(recipe_path: Path, out: Path, data: str | None, start: str | None, only
 
 def pipeline_command(
     recipe: Path = typer.Argument(..., help="Pipeline recipe (YAML), e.g. recipes/reference-cpu.yaml."),
-    out: Path = typer.Option(None, "--out", help="Run directory (default: runs/<recipe name>)."),
-    data: str = typer.Option(None, "--data", help="Data folder or manifest (overrides the recipe's; 'synthetic' for phantoms)."),
+    out: Path = out_option("Run directory (default: runs/<recipe name>).", None),
+    data: str = data_option("Data folder or manifest (overrides the recipe's; 'synthetic' for phantoms)."),
     start: str = typer.Option(None, "--from", help="Re-run from this stage (a name such as distill:student, or a kind such as export)."),
     only: str = typer.Option(None, "--only", help="Run only this stage (name or kind); its inputs must exist."),
 ) -> None:
@@ -48,8 +49,8 @@ def pipeline_command(
 
 
 def demo_command(
-    data: str = typer.Option(None, "--data", help="Real data folder: runs recipes/reference-cpu.yaml on it (about 90 minutes on 2 cores)."),
-    out: Path = typer.Option(None, "--out", help="Run directory (default: runs/demo, or runs/reference-cpu with --data)."),
+    data: str = data_option("Real data folder: runs recipes/reference-cpu.yaml on it (about 90 minutes on 2 cores)."),
+    out: Path = out_option("Run directory (default: runs/demo, or runs/reference-cpu with --data).", None),
 ) -> None:
     """The whole product in one command: synthetic phantoms to bundles and a report in minutes."""
     from medkd.pipeline.recipe import recipe_file

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from medkd.cli.output import stdout_console
+from medkd.cli.vocabulary import data_option, hidden_alias, legacy_model_argument, model_option, one_of, out_option
 
 
 def _list(value: str) -> tuple[str, ...]:
@@ -14,9 +15,9 @@ def _list(value: str) -> tuple[str, ...]:
 
 
 def quantize_command(
-    export_dir: Path = typer.Argument(..., help="Export artifact directory (medkd export onnx)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Artifact directory to write (an export layout with Q/DQ graphs)."),
-    calib: Path = typer.Option(..., "--calib", "-d", help="Data manifest (medkd data index) with the calibration images."),
+    model: str = model_option("Export artifact directory (medkd export onnx)."),
+    out: Path = out_option("Artifact directory to write (an export layout with Q/DQ graphs)."),
+    data: Path = data_option("Data manifest (medkd data index): calibration images (--calib-split), the DSC gate (val) and the report (test). [required]"),
     backend: str = typer.Option("ort", help="ort (ONNX Runtime quantize_static) or nncf (nncf.quantize, ONNX backend)."),
     samples: int = typer.Option(32, min=1, help="Calibration objects (datasets in turn, every image before any image twice)."),
     calib_split: str = typer.Option("train", help="Split the calibration objects come from."),
@@ -38,6 +39,8 @@ def quantize_command(
     tensorrt: str = typer.Option("10.3", "--tensorrt", help="TensorRT version in the calibration cache header."),
     threads: int = typer.Option(2, min=1, help="ONNX Runtime threads for evaluation and latency."),
     latency_runs: int = typer.Option(20, min=1, help="Timed runs per graph (interleaved FP32 / quantized)."),
+    export_dir: str = legacy_model_argument(),
+    calib: Path = hidden_alias("--calib"),
 ) -> None:
     """Post-training quantization of an export: symmetric int8 Q/DQ ONNX, calibrated on medical images."""
     from medkd.quantize.options import QuantizeOptions
@@ -45,6 +48,8 @@ def quantize_command(
     from medkd.quantize.report import float_table, summary_table
     from medkd.quantize.stage import quantize_export
 
+    model = one_of("--model", model, export_dir, "a positional EXPORT_DIR")
+    data = one_of("--data", data, calib, "--calib")
     recipe = Recipe(backend, method, percentile, _list(op_types), attention_matmuls, smooth_quant)
     options = QuantizeOptions(
         recipe=recipe,
@@ -64,7 +69,7 @@ def quantize_command(
         threads=threads,
         latency_runs=latency_runs,
     )
-    manifest = quantize_export(export_dir, out, calib, options)
+    manifest = quantize_export(Path(model), out, data, options)
     report = manifest.metrics["quantization"]
     console = stdout_console()
     console.print(summary_table(report))

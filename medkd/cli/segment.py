@@ -1,55 +1,88 @@
-"""``medkd segment``: one image or NIfTI slice, box / point prompts, one mask file."""
+"""``medkd segment``: one image or slice, one object per box (or one by points), a mask file, an overlay
+beside it, and a line per object (``--json``: JSON Lines for scripts). Exit 1 when an object comes out
+empty (a warning names it); nothing is written when every object does."""
 
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from medkd.cli.trust_options import allow_unsigned_option, trust_store_option
+from medkd.cli.vocabulary import device_option, hidden_alias, model_option, one_of, out_option
 from medkd.data.modality import canonical_modality
-from medkd.errors import BadInput
+from medkd.errors import BadInput, MedkdWarning
+
+BUNDLE_SUFFIX = ".medkd"
+
+
+def _open_model(model: str, device: str, variant: str | None, trust_store: str | None, allow_unsigned: bool) -> Any:
+    """The segmenter of a bundle (checked under the trust store), an exported model, or a PyTorch model."""
+    from medkd.runtime.exported import is_exported, open_exported
+
+    if model.endswith(BUNDLE_SUFFIX):
+        from medkd.bundle import load_bundle_segmenter, trust_policy
+
+        return load_bundle_segmenter(Path(model), trust_policy(trust_store, allow_unsigned), variant)
+    if variant is not None or trust_store is not None or allow_unsigned:
+        raise BadInput(f"--variant, --trust-store and --allow-unsigned apply to a NAME{BUNDLE_SUFFIX} bundle only")
+    if is_exported(Path(model)):
+        return open_exported(Path(model))
+    from medkd.runtime.segmenter import load_segmenter  # a PyTorch model: the training install
+
+    return load_segmenter(model, None, device)
+
+
+def _describe(record: dict[str, Any]) -> str:
+    box = "-" if record["box"] is None else ",".join(map(str, record["box"]))
+    score = "-" if record["score"] is None else f"{record['score']:.3f}"
+    return f"object {record['object']}: {record['area']} px, box {box}, {record['score_kind'].replace('_', ' ')} {score}"
 
 
 def segment_command(
-    model: str = typer.Option(None, "--model", "-m", help="Export directory (ONNX Runtime), .pt2 package, TensorRT .plan, or any model eval takes."),
-    bundle: Path = typer.Option(None, "--bundle", "-b", help="A NAME.medkd bundle instead of --model: checked (signed by a trusted key), then run from what it carries."),
-    variant: str = typer.Option(None, "--variant", help="Bundle variant (default: TensorRT engines that fit this device, else the first ONNX)."),
-    trust_store: str = trust_store_option(),
-    allow_unsigned: bool = allow_unsigned_option(),
+    model: str = model_option("Zoo name, model artifact, export directory (ONNX Runtime), .pt2 package, TensorRT .plan or NAME.medkd bundle (run only when signed by a trusted key)."),
     image: Path = typer.Option(..., "--image", "-i", help="PNG / JPEG / NIfTI / DICOM / NPZ image."),
-    out: Path = typer.Option(..., "--out", "-o", help="mask.png (0/255) or mask.nii.gz."),
-    box: str = typer.Option(None, "--box", help="x0,y0,x1,y1 in original pixels (ends inclusive)."),
-    point: list[str] = typer.Option(None, "--point", help="x,y[,label] (label 1 object, 0 background); repeatable."),
+    out: Path = out_option("mask.png or mask.nii.gz (one object: 0 / 255 in PNG; several: their numbers 1..N); the overlay goes beside it."),
+    box: list[str] = typer.Option(None, "--box", help="x0,y0,x1,y1 in original pixels (ends inclusive); repeatable, one object per box."),
+    point: list[str] = typer.Option(None, "--point", help="x,y[,label] (label 1 object, 0 background); repeatable; one object (with at most one --box)."),
     slice_index: int = typer.Option(None, "--slice", help="Slice of a volume (NIfTI array axis 2)."),
     modality: str = typer.Option("unknown", help="Modality as in the manifest (CT windows Hounsfield units; others clip percentiles)."),
     crop: str = typer.Option(None, help="none or box: overrides the crop the model was trained with (default: its own; a different one warns)."),
+    device: str = device_option(),
+    overlay: bool = typer.Option(True, "--overlay/--no-overlay", help="Also write NAME.overlay.png beside the mask: the image with each object tinted, boxed and numbered."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON line per object (object, area, box, score, score_kind, prompt) and nothing else."),
+    variant: str = typer.Option(None, "--variant", help="Bundle variant (default: TensorRT engines that fit this device, else the first ONNX)."),
+    trust_store: str = trust_store_option(),
+    allow_unsigned: bool = allow_unsigned_option(),
+    bundle: str = hidden_alias("--bundle", "-b"),
 ) -> None:
-    """Segment one object with eval's exact pre- and post-processing and write its mask."""
-    from medkd.runtime import load_segmenter
-    from medkd.runtime.segment import (
-        MASK_SUFFIXES,
-        load_slice,
-        parse_box,
-        parse_points,
-        segment_image,
-        write_mask,
-    )
+    """Segment objects with eval's exact pre- and post-processing; write their mask and an overlay."""
+    from medkd.data.preprocessing import parse_crop
+    from medkd.runtime.mask_files import check_mask_path, write_outputs
+    from medkd.runtime.segment import load_slice, parse_boxes, parse_points, segment_objects
 
-    if (model is None) == (bundle is None) or ((variant is not None or trust_store is not None or allow_unsigned) and bundle is None):
-        raise BadInput("give either --model or --bundle (and --variant, --trust-store, --allow-unsigned only with --bundle)")
+    model = one_of("--model", model, bundle, "--bundle")  # type: ignore[assignment]
+    check_mask_path(out)
+    parse_crop(crop)
     if not image.exists():
         raise BadInput(f"{image} does not exist")
-    if not out.name.lower().endswith(MASK_SUFFIXES):
-        raise BadInput(f"--out must end in {', '.join(MASK_SUFFIXES)}, not {out.name}")
     points, labels = parse_points(point)
     rgb = load_slice(image, canonical_modality(modality), slice_index)
-    if bundle is not None:
-        from medkd.bundle import load_bundle_segmenter, trust_policy
-
-        segmenter = load_bundle_segmenter(bundle, trust_policy(trust_store, allow_unsigned), variant)
-    else:
-        segmenter = load_segmenter(model, None, "auto")
-    mask = segment_image(segmenter, rgb, None if box is None else parse_box(box), points, labels, crop)
-    write_mask(mask, out, image, slice_index)
-    typer.echo(f"wrote {out}: {int(mask.sum())} of {mask.size} pixels")
+    boxes = parse_boxes(box, rgb.shape[:2])
+    segmenter = _open_model(model, device, variant, trust_store, allow_unsigned)
+    objects = segment_objects(segmenter, rgb, boxes, points, labels, crop)
+    records = [obj.record(number) for number, obj in enumerate(objects, start=1)]
+    empty = [record for record in records if record["area"] == 0]
+    written = [] if len(empty) == len(records) else write_outputs(objects, rgb, out, image, slice_index, overlay)
+    for record in records:
+        typer.echo(json.dumps(record) if as_json else _describe(record))
+    for record in empty:
+        nothing = "; nothing written" if not written else ""
+        warnings.warn(f"object {record['object']} ({json.dumps(record['prompt'])}): the mask is empty{nothing}", MedkdWarning, stacklevel=1)
+    if written and not as_json:
+        typer.echo(f"wrote {', '.join(str(path) for path in written)}")
+    if empty:
+        raise typer.Exit(1)

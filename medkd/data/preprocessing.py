@@ -33,7 +33,7 @@ from medkd.data.geometry import (
     plan_geometry,
 )
 from medkd.data.intensity import CT_WINDOW, PERCENTILES
-from medkd.errors import BadInput
+from medkd.errors import BadInput, PreprocessingWarning
 
 METADATA_KEY = "medkd.preprocessing"
 SPEC_VERSION = 1
@@ -160,10 +160,6 @@ class Preprocessing:
         except TypeError as exc:
             raise BadInput(f"incomplete preprocessing spec: {exc}") from None
         return spec
-
-
-class PreprocessingWarning(UserWarning):
-    """A model is run with other preprocessing than it was trained with, or with a guessed one."""
 
 
 def parse_crop(crop: str | None) -> str | None:

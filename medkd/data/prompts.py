@@ -7,7 +7,6 @@ as ``SamPredictor`` takes them.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 MEDSAM_JITTER_AT_1024 = 20
 
@@ -46,6 +45,8 @@ def box_mask(box: np.ndarray, size: int) -> np.ndarray:
 
 def centre_point(mask: np.ndarray) -> np.ndarray:
     """The object pixel farthest from the background (always inside, even for rings), as ``(1, 2)`` x, y."""
+    from scipy import ndimage  # training and evaluation only: the runtime has no scipy
+
     distance = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
     row, col = np.unravel_index(int(np.argmax(distance)), distance.shape)
     return np.array([[col, row]], dtype=np.float64)

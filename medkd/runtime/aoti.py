@@ -26,7 +26,7 @@ class AotiSegmenter(ExportedSegmenter):
     def __init__(self, path: str | Path) -> None:
         first = load_package(str(path), model_name="unet" if _has_model(path, "unet") else "encoder")
         super().__init__(json.loads(first.get_metadata()[LAYOUT_KEY]), str(path))
-        self.device = torch.device(self.layout["device"])
+        self.device_name = self.layout["device"]
         names = ("unet",) if self.family == "unet" else ("encoder", "decoder")
         self.models = {name: load_package(str(path), model_name=name) for name in names}
 

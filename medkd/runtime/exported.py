@@ -1,35 +1,53 @@
-"""Exported models behind the ``Segmenter`` call contract (``ExportedSegmenter``), and opening any of them: export artifact (ONNX Runtime), ``.pt2``, TensorRT ``.plan``."""
+"""Exported models behind the segmenter call contract (``ExportedSegmenter``), and opening any of them:
+export artifact (ONNX Runtime), ``.pt2`` package, TensorRT ``.plan``.
+
+``predict`` takes and gives numpy arrays, which is all the runtime needs (no torch); ``__call__`` takes
+and gives torch tensors, as :class:`medkd.runtime.segmenter.Segmenter` does for training and evaluation.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from medkd.artifacts import read_manifest
+from medkd.artifacts import MANIFEST_NAME, read_manifest
 from medkd.data.prompts import box_mask
 from medkd.errors import BadInput
-from medkd.runtime.prompts import Prompts, prompt_points, select_masks
-from medkd.zoo import recorded_preprocessing
+from medkd.runtime.layout import layout_preprocessing
+from medkd.runtime.prompts import Prediction, Prompts, mask_choice, prompt_points
+
+if TYPE_CHECKING:
+    import torch
+
+EXPORTED_KINDS = ("export", "engines", "aoti")
+EXPORTED_SUFFIXES = (".pt2", ".plan")
 
 
 class ExportedSegmenter:
     """What evaluation needs of a model (name, family, input size, device), for exported graphs."""
+
+    device_name = "cpu"
 
     def __init__(self, layout: dict[str, Any], source: str) -> None:
         self.layout = layout
         self.name = layout["model"]["name"]
         self.family = layout["model"]["family"]
         self.source = source
-        self.preprocessing = recorded_preprocessing(layout, source)
+        self.preprocessing = layout_preprocessing(layout, source)
         self.embedding_grid = layout["model"].get("embedding_grid")
-        self.device = torch.device("cpu")
 
     @property
     def input_size(self) -> int:
         return self.preprocessing.input_size
+
+    @property
+    def device(self) -> torch.device:
+        """The torch device the graphs run on (for torch callers; the runtime reads ``device_name``)."""
+        import torch
+
+        return torch.device(self.device_name)
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """``(B, 256, g, g)`` image embeddings for ``(B, 3, S, S)`` model inputs."""
@@ -43,18 +61,23 @@ class ExportedSegmenter:
         """``(N, 1, S, S)`` logits for ``(N, 4, S, S)`` inputs."""
         raise NotImplementedError
 
+    def predict(self, images: np.ndarray, prompts: list[Prompts]) -> list[Prediction]:
+        """Mask logits ``(N_i, M, M)`` and scores for each image's prompts; ``images`` is ``(B, 3, S, S)`` float32."""
+        batch = np.ascontiguousarray(images, np.float32)
+        if self.family == "unet":
+            return [Prediction(self._unet(image, p)) for image, p in zip(batch, prompts)]
+        predictions = []
+        for embedding, image_prompts in zip(self.encode(batch), prompts):
+            masks, scores = self.decode(embedding[None], *prompt_points(image_prompts))
+            chosen, rows = mask_choice(scores, image_prompts), np.arange(len(masks))
+            predictions.append(Prediction(np.ascontiguousarray(masks[rows, chosen]), scores[rows, chosen]))
+        return predictions
+
     def __call__(self, images: torch.Tensor, prompts: list[Prompts]) -> list[torch.Tensor]:
         """Mask logits ``(N_i, M, M)`` for each image's prompts, as ``Segmenter.__call__``."""
-        batch = images.detach().cpu().numpy().astype(np.float32, copy=False)
-        if self.family == "unet":
-            return [torch.from_numpy(self._unet(image, p)) for image, p in zip(batch, prompts)]
-        embeddings = self.encode(batch)
-        results = []
-        for embedding, image_prompts in zip(embeddings, prompts):
-            coords, labels = prompt_points(image_prompts)
-            masks, scores = self.decode(embedding[None], coords, labels)
-            results.append(torch.from_numpy(np.ascontiguousarray(select_masks(masks, scores, image_prompts))))
-        return results
+        import torch
+
+        return [torch.from_numpy(p.logits) for p in self.predict(images.detach().cpu().numpy(), prompts)]
 
     def _unet(self, image: np.ndarray, prompts: Prompts) -> np.ndarray:
         if prompts.boxes is None:
@@ -64,12 +87,19 @@ class ExportedSegmenter:
         return self.unet(np.ascontiguousarray(inputs, np.float32))[:, 0]
 
 
+def is_exported(path: Path) -> bool:
+    """Whether ``path`` is an exported model: an export, engines or aoti artifact, a ``.pt2`` or a ``.plan``."""
+    if path.suffix in EXPORTED_SUFFIXES:
+        return True
+    return path.is_dir() and (path / MANIFEST_NAME).is_file() and read_manifest(path).kind in EXPORTED_KINDS
+
+
 def open_exported(path: Path) -> ExportedSegmenter:
     """The runtime for ``path``: ONNX Runtime (CPU) for an export directory, AOTInductor for ``.pt2``,
     TensorRT for a ``.plan`` or an engines directory. Each runs on the device it was built for."""
     if not path.exists():
         raise BadInput(f"{path} does not exist")
-    kind = None if path.suffix in (".pt2", ".plan") else read_manifest(path).kind
+    kind = None if path.suffix in EXPORTED_SUFFIXES else read_manifest(path).kind
     if path.suffix == ".pt2" or kind == "aoti":
         from medkd.runtime.aoti import PACKAGE_FILE, AotiSegmenter
 

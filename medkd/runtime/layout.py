@@ -17,7 +17,7 @@ from typing import Any
 import onnx
 
 from medkd.artifacts import atomic_path, read_manifest
-from medkd.data.preprocessing import METADATA_KEY, Preprocessing
+from medkd.data.preprocessing import METADATA_KEY, Preprocessing, is_spec
 from medkd.errors import BadInput
 
 EXPORT_KIND = "export"
@@ -86,6 +86,16 @@ def read_layout(directory: str | Path) -> dict[str, Any]:
     if manifest.kind != EXPORT_KIND or not isinstance(layout, dict):
         raise BadInput(f"{directory} holds a '{manifest.kind}' artifact, not a medkd export")
     return layout
+
+
+def layout_preprocessing(layout: dict[str, Any], source: str) -> Preprocessing:
+    """The preprocessing spec a layout records; a layout older than specs gets its architecture's
+    default from the zoo (:func:`medkd.zoo.recorded_preprocessing`, which needs the training stack)."""
+    if is_spec(layout.get("preprocessing")):
+        return Preprocessing.from_dict(layout["preprocessing"])
+    from medkd.zoo import recorded_preprocessing
+
+    return recorded_preprocessing(layout, source)
 
 
 def base_layout(name: str, family: str, kwargs: dict[str, Any], grid: int | None, preprocessing: Preprocessing, source: str, point_slots: int) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Host-side prompt encoding and mask choice shared by every exported-model runtime.
+"""Host-side prompt encoding, mask choice and predictions, shared by every runtime.
 
 SAM's prompt encoder takes points and box corners as one point list: points first (labels 1 / 0),
 then the box corners (labels 2 and 3); without a box it appends one padding point (label -1), which
@@ -27,6 +27,15 @@ class Prompts:
 
     def __len__(self) -> int:
         return len(self.boxes) if self.boxes is not None else len(self.point_coords)
+
+
+@dataclass
+class Prediction:
+    """A model's answer to the prompts of one image: mask logits ``(N, M, M)`` in model space and, for a
+    model with a score head (SAM's IoU prediction), the score of each mask (``None`` otherwise)."""
+
+    logits: np.ndarray
+    scores: np.ndarray | None = None
 
 
 def prompt_points(prompts: Prompts) -> tuple[np.ndarray, np.ndarray]:
@@ -61,10 +70,13 @@ def multimask(prompts: Prompts) -> bool:
     return prompts.boxes is None and np.asarray(prompts.point_coords).shape[1] == 1
 
 
+def mask_choice(scores: np.ndarray, prompts: Prompts) -> np.ndarray:
+    """Which of the decoder's four masks each prompt takes, from its ``(N, 4)`` IoU predictions."""
+    if multimask(prompts):
+        return 1 + np.argmax(scores[:, 1:], axis=1)
+    return np.zeros(len(scores), np.int64)
+
+
 def select_masks(masks: np.ndarray, scores: np.ndarray, prompts: Prompts) -> np.ndarray:
     """``(N, M, M)`` from the decoder's ``(N, 4, M, M)`` masks and ``(N, 4)`` IoU predictions."""
-    if multimask(prompts):
-        best = 1 + np.argmax(scores[:, 1:], axis=1)
-    else:
-        best = np.zeros(len(masks), np.int64)
-    return masks[np.arange(len(masks)), best]
+    return masks[np.arange(len(masks)), mask_choice(scores, prompts)]

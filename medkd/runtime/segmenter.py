@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from medkd.artifacts import read_manifest
 from medkd.data.preprocessing import Preprocessing
 from medkd.data.prompts import box_mask
 from medkd.errors import BadInput
+from medkd.runtime.exported import ExportedSegmenter, is_exported, open_exported
+from medkd.runtime.prompts import Prediction, Prompts
 from medkd.zoo import create_model, default_preprocessing, get_spec, load_model, model_preprocessing
-from medkd.runtime.prompts import Prompts
 from medkd.zoo.artifact import artifact_model_ref
 
 
@@ -43,16 +43,25 @@ class Segmenter:
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor, prompts: list[Prompts]) -> list[torch.Tensor]:
         """Mask logits ``(N_i, M, M)`` for each image's prompts (``M`` is the model's output size)."""
+        return [logits for logits, _ in self._forward(images, prompts)]
+
+    @torch.inference_mode()
+    def predict(self, images: np.ndarray, prompts: list[Prompts]) -> list[Prediction]:
+        """:meth:`__call__` on numpy arrays, with SAM's predicted IoU of each mask as its score."""
+        outputs = self._forward(torch.from_numpy(np.ascontiguousarray(images, np.float32)), prompts)
+        return [Prediction(logits.float().cpu().numpy(), None if scores is None else scores.float().cpu().numpy()) for logits, scores in outputs]
+
+    def _forward(self, images: torch.Tensor, prompts: list[Prompts]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         images = images.to(self.device)
         if self.family == "unet":
-            return [self._unet(image, p) for image, p in zip(images, prompts)]
+            return [(self._unet(image, p), None) for image, p in zip(images, prompts)]
         embeddings = self.module.image_encoder(images)
         return [self._sam(embedding[None], p) for embedding, p in zip(embeddings, prompts)]
 
     def _tensor(self, array: np.ndarray | None, dtype: torch.dtype = torch.float32) -> torch.Tensor | None:
         return None if array is None else torch.as_tensor(array, dtype=dtype, device=self.device)
 
-    def _sam(self, embedding: torch.Tensor, prompts: Prompts) -> torch.Tensor:
+    def _sam(self, embedding: torch.Tensor, prompts: Prompts) -> tuple[torch.Tensor, torch.Tensor]:
         sam = self.module
         points = None
         if prompts.point_coords is not None:
@@ -66,8 +75,8 @@ class Segmenter:
             dense_prompt_embeddings=dense,
             multimask_output=single_point,
         )
-        best = scores.argmax(dim=1)
-        return masks[torch.arange(len(masks), device=masks.device), best]
+        rows, best = torch.arange(len(masks), device=masks.device), scores.argmax(dim=1)
+        return masks[rows, best], scores[rows, best]
 
     def _unet(self, image: torch.Tensor, prompts: Prompts) -> torch.Tensor:
         if prompts.boxes is None:
@@ -82,28 +91,13 @@ def wrap_module(module: nn.Module, name: str, preprocessing: Preprocessing, devi
     return Segmenter(name, get_spec(name).family, module.eval().to(device), name, device, preprocessing)
 
 
-EXPORTED_SUFFIXES = (".pt2", ".plan")
-
-
-def _exported(reference: str, checkpoint: str | None) -> Segmenter | None:
-    """An exported model (export artifact, ``.pt2`` package, TensorRT ``.plan``) behind the same contract."""
-    path = Path(reference)
-    is_export = path.is_dir() and (path / "manifest.json").is_file() and read_manifest(path).kind in ("export", "engines", "aoti")
-    if not is_export and path.suffix not in EXPORTED_SUFFIXES:
-        return None
-    if checkpoint is not None:
-        raise BadInput("--checkpoint applies to zoo names, not to exported models")
-    from medkd.runtime.exported import open_exported
-
-    return open_exported(path)  # type: ignore[return-value]
-
-
-def load_segmenter(reference: str, checkpoint: str | None = None, device: str = "auto") -> Segmenter:
+def load_segmenter(reference: str, checkpoint: str | None = None, device: str = "auto") -> Segmenter | ExportedSegmenter:
     """A zoo model name (with an optional checkpoint), a medkd model artifact directory, or an exported
     model: an export artifact (ONNX Runtime), a ``.pt2`` AOTInductor package or a TensorRT ``.plan``."""
-    exported = _exported(reference, checkpoint)
-    if exported is not None:
-        return exported
+    if is_exported(Path(reference)):
+        if checkpoint is not None:
+            raise BadInput("--checkpoint applies to zoo names, not to exported models")
+        return open_exported(Path(reference))
     chosen = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
     if Path(reference).is_dir():
         if checkpoint is not None:

@@ -80,7 +80,7 @@ class TensorRTSegmenter(ExportedSegmenter):
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engines = {name: _Engine(trt, runtime, directory / entry["file"]) for name, entry in manifest.config["engines"].items()}
         self.point_slots = self.layout["prompts"]["point_slots"]
-        self.device = torch.device("cuda")
+        self.device_name = "cuda"
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         return self.engines["encoder"](image=images)[0]

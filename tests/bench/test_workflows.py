@@ -8,10 +8,9 @@ import re
 import shlex
 
 import pytest
-import typer
 import yaml
 
-from medkd.cli import app
+from tests.cli_calls import call_problems, documented_options
 from tests.conftest import REPO_ROOT
 
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
@@ -58,30 +57,13 @@ def test_cpu_workflow():
     assert any(u.startswith("actions/upload-artifact@") for u in uses(document))
 
 
-def _command(words: list[str]):
-    """The click command a medkd call reaches and the words left for it."""
-    command = typer.main.get_command(app)
-    while hasattr(command, "commands") and words:
-        if words[0] in command.commands:
-            command, words = command.commands[words[0]], words[1:]
-        elif "run" in command.commands:  # medkd bench MODEL ... means medkd bench run MODEL ...
-            command = command.commands["run"]
-        else:
-            break
-    return command, words
-
-
 @pytest.mark.parametrize("name", ["jetson-latency.yml", "cpu-latency.yml"])
 def test_workflows_call_what_exists(name):
     script = run_scripts(load(name))
     calls = [shlex.split(m.group(1).replace("$(", "")) for m in MEDKD_CALL.finditer(script)]
     assert calls
     for words in calls:
-        command, rest = _command(words)
-        assert not hasattr(command, "commands"), f"medkd {' '.join(words)}: no such command"
-        known = {opt for param in command.params for opt in param.opts + param.secondary_opts}
-        unknown = [w for w in rest if w.startswith("--") and w not in known]
-        assert not unknown, f"medkd {' '.join(words)}: unknown options {unknown}"
+        assert call_problems(words) == [] and documented_options(words) == []
     for path, args in SCRIPT_CALL.findall(script):
         source = (REPO_ROOT / path).read_text()
         unknown = [w for w in shlex.split(args) if w.startswith("--") and f'"{w}"' not in source]

@@ -212,4 +212,4 @@ def test_a_killed_pack_leaves_nothing_after_the_next_run(unet_run, tmp_path, cap
     assert run(argv) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, out.name]
     capsys.readouterr()
-    assert run(["verify", str(out), "--allow-unsigned"]) == 0 and "all checks passed" in capsys.readouterr().out
+    assert run(["verify", str(out), "--allow-unsigned"]) == 0 and "UNSIGNED, accepted because of --allow-unsigned (development only); all other checks passed" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""``medkd segment --bundle``: the same mask as ``medkd eval`` and ``medkd segment --model`` on the run's export."""
+"""``medkd segment --model NAME.medkd``: the same mask as ``medkd eval`` and ``medkd segment --model`` on the run's export."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_bundle_mask_equals_eval_with_the_trained_box_crop(run_fixture, rows, ca
     assert segmenter.preprocessing.crop == "box"
     for row in (manifest.rows[i] for i in rows):
         image, box = manifest.resolve(row.image), ",".join(str(v) for v in row.box)
-        from_bundle = _segment(["--bundle", str(bundle), "--trust-store", trusted], image, box, tmp_path / "bundle.png")
+        from_bundle = _segment(["--model", str(bundle), "--trust-store", trusted], image, box, tmp_path / "bundle.png")
         from_export = _segment(["--model", str(run_dir / "export")], image, box, tmp_path / "export.png")
         truths = {row.id: loader.mask(row)}
         evaluated = _predict(segmenter, [[row]], loader, "box", segmenter.preprocessing, truths)[row.id]
@@ -74,8 +74,8 @@ def test_the_default_variant_is_onnx_fp32_here_and_a_named_one_is_used(unet_bund
     ("options", "message"),
     [
         (["--bundle", "{bundle}", "--variant", "tensorrt-fp16"], "the bundle has no variant 'tensorrt-fp16' (it has onnx-fp32)"),
-        (["--bundle", "{bundle}", "--model", "x"], "give either --model or --bundle"),
-        (["--model", "x", "--trust-store", "{trusted}"], "--trust-store, --allow-unsigned only with --bundle"),
+        (["--bundle", "{bundle}", "--model", "x"], "give --model once (--bundle is its old spelling)"),
+        (["--model", "x", "--trust-store", "{trusted}"], "--variant, --trust-store and --allow-unsigned apply to a NAME.medkd bundle only"),
     ],
 )
 def test_bad_bundle_options_are_bad_input(unet_bundle, trusted, ct_manifest, tmp_path, options, message, capsys):

@@ -141,7 +141,8 @@ def test_nothing_usable_is_bad_input_and_writes_nothing(tmp_path, capsys):
     "argv",
     [
         ["data", "index", "/nonexistent/folder", "--out", "x.jsonl"],
-        ["data", "index", ".", "--out", "x.jsonl", "--split", "0.5,0.5"],
+        ["data", "index", ".", "--out", "x.jsonl", "--fractions", "0.5,0.5"],
+        ["data", "index", ".", "--out", "x.jsonl", "--split", "0.5,0.5"],  # the old spelling of --fractions
         ["data", "index", ".", "--out", "x.jsonl", "--axis", "3"],
         ["data", "index", ".", "--out", "x.jsonl", "--modality", "CT"],
         ["data", "show", "/nonexistent/manifest.jsonl"],

@@ -15,7 +15,7 @@ import numpy as np
 from medkd.data.cache import ArrayCache, file_identity
 from medkd.data.intensity import CT_WINDOW, PERCENTILES, normalize_intensity, to_rgb
 from medkd.data.manifest import DataManifest, ManifestRow
-from medkd.data.readers import DEFAULT_AXIS, read_image, read_mask
+from medkd.data.readers import DEFAULT_AXIS, ReadError, read_image, read_mask
 
 _MEMORY_FILES = 8
 
@@ -51,15 +51,25 @@ class RowLoader:
 
     def image(self, row: ManifestRow) -> np.ndarray:
         """The row's 2D image (or slice) as ``(H, W, 3)`` uint8."""
-        array = self.normalized(row)
-        return to_rgb(array if row.slice is None else array[row.slice])
+        return to_rgb(self._indexed(row, row.image, self.normalized(row)))
 
     def label_map(self, row: ManifestRow) -> np.ndarray:
         """The row's 2D label map (or slice of it)."""
         axis = row.axis if row.axis is not None else DEFAULT_AXIS
         path = self.manifest.resolve(row.mask)
-        array = self._array("mask", row.mask, row.axis, {}, lambda: read_mask(path, axis).array)
-        return array if row.slice is None else array[row.slice]
+        return self._indexed(row, row.mask, self._array("mask", row.mask, row.axis, {}, lambda: read_mask(path, axis).array))
+
+    def _indexed(self, row: ManifestRow, relative: str, array: np.ndarray) -> np.ndarray:
+        """The row's slice of ``array`` (read from ``relative``), of the size indexing recorded (else ``ReadError``)."""
+        if row.slice is not None and not 0 <= row.slice < len(array):
+            raise ReadError(f"{self.manifest.resolve(relative)} has {len(array)} slices, no slice {row.slice}: it changed since indexing")
+        plane = array if row.slice is None else array[row.slice]
+        if plane.shape[:2] != (row.height, row.width):
+            raise ReadError(
+                f"{self.manifest.resolve(relative)} is {plane.shape[0]} x {plane.shape[1]}, the manifest says {row.height} x {row.width}: "
+                "it changed since indexing (index the data again)"
+            )
+        return plane
 
     def mask(self, row: ManifestRow) -> np.ndarray:
         """The row's object as a ``(H, W)`` bool mask."""

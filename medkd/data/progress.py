@@ -1,4 +1,5 @@
-"""Rich progress bars on stderr for long loops (indexing, preprocessing, evaluation)."""
+"""Rich progress bars on stderr for long loops (indexing, preprocessing, evaluation), on a terminal only:
+a log file or a pipe gets no bars, so a failing command leaves its one error line alone."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ T = TypeVar("T")
 
 
 def track(items: Iterable[T], total: int, description: str, enabled: bool = True) -> Iterator[T]:
-    """Yield ``items`` while showing a bar of ``total`` steps (nothing when ``enabled`` is false)."""
+    """Yield ``items`` while showing a bar of ``total`` steps (nothing when ``enabled`` is false or stderr
+    is not a terminal)."""
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -27,7 +29,8 @@ def track(items: Iterable[T], total: int, description: str, enabled: bool = True
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), disable=not enabled, transient=False) as progress:
+    console = Console(stderr=True)
+    with Progress(*columns, console=console, disable=not (enabled and console.is_terminal), transient=False) as progress:
         task = progress.add_task(description, total=total)
         for item in items:
             yield item

@@ -8,15 +8,18 @@ does not say). Failures raise :class:`ReadError` with a one-line reason.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nibabel as nib
 import numpy as np
-import pydicom
 from PIL import Image, UnidentifiedImageError
 
 from medkd.errors import BadInput
+
+if TYPE_CHECKING:
+    import pydicom
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -24,6 +27,9 @@ DICOM_SUFFIXES = (".dcm", ".dicom")
 NPZ_SUFFIXES = (".npz",)
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
 DEFAULT_AXIS = 2
+# The most pixels (voxels) an image may hold: 2**31, 4x a 1024 x 1024 x 512 volume of 4-byte values. A
+# file declaring more (a decompression bomb, or a broken header) is refused before its data is read.
+MAX_PIXELS = 1 << 31
 
 
 class ReadError(BadInput):
@@ -63,15 +69,25 @@ def is_readable_kind(path: str | os.PathLike) -> bool:
     return suffix_of(path) in RASTER_SUFFIXES + NIFTI_SUFFIXES + DICOM_SUFFIXES + NPZ_SUFFIXES or is_dicom_series(path)
 
 
+def check_pixels(shape: tuple[int, ...], what: str) -> None:
+    """Refuse a declared shape of more than :data:`MAX_PIXELS` pixels, or with a side of 0."""
+    count = int(np.prod(shape, dtype=np.float64))
+    if count > MAX_PIXELS or 0 in shape:
+        raise ReadError(f"{what} declares {' x '.join(map(str, shape))} pixels" + (f", more than the {MAX_PIXELS} medkd reads" if count > MAX_PIXELS else ""))
+
+
 def read_raster(path: str | os.PathLike) -> Decoded:
     """PNG / JPEG / BMP / TIFF: gray or 16-bit as ``(H, W)``, colour as ``(H, W, 3)``."""
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image_file = Image.open(path)
+        with image_file as image:
             image.load()
             if image.mode in ("RGBA", "LA", "P", "CMYK", "YCbCr", "1"):
                 image = image.convert("RGB" if image.mode not in ("LA", "1") else "L")
             array = np.asarray(image)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ReadError(f"cannot decode image: {exc}") from exc
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
@@ -80,10 +96,15 @@ def read_raster(path: str | os.PathLike) -> Decoded:
 
 def read_nifti(path: str | os.PathLike, axis: int = DEFAULT_AXIS) -> Decoded:
     """NIfTI: 2D as ``(H, W)``; 3D moved so that array axis ``axis`` becomes the slice axis (first)."""
+    import nibabel as nib  # imported here, as pydicom below: each costs a tenth of a second at start-up
+
     try:
         image = nib.load(str(path))
+        check_pixels(tuple(int(n) for n in image.header.get_data_shape()), "the NIfTI header")
         array = np.asanyarray(image.dataobj)
         zooms = tuple(float(str(np.float32(z))) for z in image.header.get_zooms())  # shortest float32 decimal
+    except ReadError:
+        raise
     except Exception as exc:  # nibabel raises many types for broken headers and truncated data
         raise ReadError(f"cannot read NIfTI: {exc}") from exc
     while array.ndim > 3 and array.shape[-1] == 1:
@@ -101,6 +122,7 @@ def read_nifti(path: str | os.PathLike, axis: int = DEFAULT_AXIS) -> Decoded:
 
 
 def _dicom_pixels(dataset: pydicom.Dataset) -> np.ndarray:
+    check_pixels((int(getattr(dataset, "NumberOfFrames", 1) or 1), int(dataset.Rows), int(dataset.Columns)), "the DICOM header")
     pixels = dataset.pixel_array.astype(np.float32)
     slope = float(getattr(dataset, "RescaleSlope", 1.0))
     intercept = float(getattr(dataset, "RescaleIntercept", 0.0))
@@ -118,12 +140,16 @@ def _slice_position(dataset: pydicom.Dataset) -> float:
 
 def read_dicom(path: str | os.PathLike) -> Decoded:
     """A DICOM file (2D) or series directory (3D, slices ordered by position), rescaled to real units."""
+    import pydicom
+
     path = Path(path)
     files = sorted(p for p in path.iterdir() if suffix_of(p) in DICOM_SUFFIXES) if path.is_dir() else [path]
     try:
         datasets = [pydicom.dcmread(str(f)) for f in files]
         datasets.sort(key=_slice_position)
         slices = [_dicom_pixels(d) for d in datasets]
+    except ReadError:
+        raise
     except Exception as exc:  # pydicom raises many types for broken files
         raise ReadError(f"cannot read DICOM: {exc}") from exc
     first = datasets[0]

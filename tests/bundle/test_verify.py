@@ -18,12 +18,14 @@ from medkd.cli import run
 from medkd.data import load_manifest
 from tests.bundle.conftest import (
     failures,
+    pack,
     read_members,
     replace_member,
     reseal,
     rewrite,
     verify_json,
 )
+from tests.refusals import assert_refused
 
 pytestmark = pytest.mark.data
 MODEL = "variants/onnx-fp32/unet.onnx"
@@ -109,6 +111,32 @@ def test_an_unsigned_bundle_is_accepted_only_with_allow_unsigned(unet_run, trust
         assert code == 0 and signature == {"name": "signature", "status": "skip", "message": "the bundle is not signed; accepted because of --allow-unsigned (development only)"}
 
 
+def test_verify_names_the_signature_state(unet_run, unet_bundle, signing_key, other_key, trusted, tmp_path, capsys):
+    """Signed, unsigned, untrusted and invalid, each on verify's last line (or in the refusal) and in its JSON;
+    --require-signature after --allow-unsigned refuses the unsigned bundle again."""
+    unsigned = pack(unet_run, tmp_path / "unsigned.medkd")
+    other = pack(unet_run, tmp_path / "other.medkd", "x86-cpu", "--sign", str(signing_key), "--model-version", "2")
+    other_signature = next(data for info, data in read_members(other) if info.name == "manifest.sig")
+    swapped = rewrite(unet_bundle, tmp_path / "swapped.medkd", replace_member("manifest.sig", lambda _: other_signature))
+    capsys.readouterr()
+    cases = [
+        (unet_bundle, ["--trust-store", trusted], 0, "signed", "unet.medkd: signed by a trusted key; all checks passed"),
+        (unsigned, ["--allow-unsigned"], 0, "unsigned", "unsigned.medkd: UNSIGNED, accepted because of --allow-unsigned (development only); all other checks passed"),
+        (unsigned, ["--allow-unsigned", "--require-signature"], 2, "unsigned", "error: unsigned.medkd is refused (unsigned): 1 check(s) failed; first: signature: the bundle is not signed"),
+        (unet_bundle, ["--trust-store", str(other_key) + ".pub"], 2, "untrusted", "error: unet.medkd is refused (signed by a key that is not trusted here): 1 check(s) failed; first: signature: signed by"),
+        (unet_bundle, [], 2, "untrusted", "error: unet.medkd is refused (signed by a key that is not trusted here)"),
+        (swapped, ["--trust-store", trusted, "--allow-unsigned"], 2, "invalid", "error: swapped.medkd is refused (signature invalid): 1 check(s) failed; first: signature: "),
+    ]
+    for bundle, options, code, state, line in cases:
+        assert verify_json(bundle, *options, capsys=capsys)[1]["signature"] == state
+        assert run(["verify", str(bundle), *options]) == code
+        captured = capsys.readouterr()
+        if code == 0:
+            assert captured.out.splitlines()[-1] == line and captured.err == ""
+        else:
+            assert_refused(code, captured.err, [], message=line.removeprefix("error: "))
+
+
 def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tuple[tarfile.TarInfo, bytes | None]:
     info = tarfile.TarInfo(name)
     info.type, info.linkname = kind, link
@@ -155,9 +183,8 @@ def test_segment_refuses_an_unsafe_or_tampered_bundle(unet_bundle, trusted, ct_m
     row = manifest.rows[0]
     for name, edit in (("link", lambda m: [*m[:2], UNSAFE["symlink"][0], *m[2:]]), ("byte", replace_member(MODEL, _flip_byte))):
         bundle = rewrite(unet_bundle, tmp_path / f"{name}.medkd", edit)
-        argv = ["segment", "--bundle", str(bundle), "--trust-store", trusted, "-i", str(manifest.resolve(row.image)), "--box", ",".join(map(str, row.box)), "-o", str(tmp_path / "m.png")]
-        assert run(argv) == 2
-        assert "is refused" in capsys.readouterr().err and not (tmp_path / "m.png").exists()
+        argv = ["segment", "--model", str(bundle), "--trust-store", trusted, "-i", str(manifest.resolve(row.image)), "--box", ",".join(map(str, row.box)), "-o", str(tmp_path / "m.png")]
+        assert_refused(run(argv), capsys.readouterr().err, [tmp_path / "m.png", tmp_path / "m.overlay.png"], message="is refused")
 
 
 def test_declared_sizes_are_bounded(unet_bundle, tmp_path):

@@ -2,6 +2,7 @@
 
     python benchmarks/startup.py                 # 11 runs each, results in benchmarks/results/
     python benchmarks/startup.py --runs 21 --out startup.json
+    git archive COMMIT | tar -x -C old/ && PYTHONPATH=old python benchmarks/startup.py --out old.json   # another tree
 
 Each run is a new process (``python -m medkd ...``, started from a scratch directory so that the
 installed or ``PYTHONPATH`` medkd is the one measured); the first run of each command is a warm-up

@@ -1,6 +1,6 @@
 """Package attributes imported on first use (PEP 562), so that importing a package stays cheap.
 
-A package lists ``{name: module}`` and sets ``__getattr__ = lazy_attributes(__name__, EXPORTS)``:
+A package lists ``{name: module}`` and sets ``__all__, __getattr__ = lazy_exports(__name__, {...})``:
 ``from medkd.data import load_manifest`` then imports ``medkd.data.manifest`` only, and nothing that
 needs torch unless the attribute asked for does.
 """
@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 
-def lazy_attributes(package: str, exports: Mapping[str, str]) -> Callable[[str], Any]:
-    """A module ``__getattr__`` that imports ``exports[name]`` (a module path) and returns its ``name``."""
+def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[list[str], Callable[[str], Any]]:
+    """``__all__`` and a module ``__getattr__`` that imports ``exports[name]`` (a module path) and returns its ``name``."""
 
     def __getattr__(name: str) -> Any:
         module = exports.get(name)
@@ -21,4 +21,4 @@ def lazy_attributes(package: str, exports: Mapping[str, str]) -> Callable[[str],
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         return getattr(importlib.import_module(module), name)
 
-    return __getattr__
+    return sorted(exports), __getattr__

@@ -10,28 +10,29 @@ Typical use::
 below are imported on first use: timing an ONNX model or a bundle needs no torch.
 """
 
-from medkd.lazy import lazy_attributes
+from medkd.lazy import lazy_exports
 
-_EXPORTS = {
-    "Comparison": "medkd.bench.compare",
-    "compare_documents": "medkd.bench.compare",
-    "parse_threshold": "medkd.bench.compare",
-    "device_identity": "medkd.bench.device",
-    "device_info": "medkd.bench.device",
-    "device_slug": "medkd.bench.device",
-    "BACKENDS": "medkd.bench.run",
-    "BenchOptions": "medkd.bench.run",
-    "bench_document": "medkd.bench.run",
-    "bench_model": "medkd.bench.run",
-    "BENCH_KIND": "medkd.bench.schema",
-    "BENCH_SCHEMA": "medkd.bench.schema",
-    "entry_key": "medkd.bench.schema",
-    "latency_summary": "medkd.bench.schema",
-    "new_document": "medkd.bench.schema",
-    "read_document": "medkd.bench.schema",
-    "write_document": "medkd.bench.schema",
-    "parse_line": "medkd.bench.tegrastats",
-    "total_power_mw": "medkd.bench.tegrastats",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__ = lazy_attributes(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(
+    __name__,
+    {
+        "Comparison": "medkd.bench.compare",
+        "compare_documents": "medkd.bench.compare",
+        "parse_threshold": "medkd.bench.compare",
+        "device_identity": "medkd.bench.device",
+        "device_info": "medkd.bench.device",
+        "device_slug": "medkd.bench.device",
+        "BACKENDS": "medkd.bench.run",
+        "BenchOptions": "medkd.bench.run",
+        "bench_document": "medkd.bench.run",
+        "bench_model": "medkd.bench.run",
+        "BENCH_KIND": "medkd.bench.schema",
+        "BENCH_SCHEMA": "medkd.bench.schema",
+        "entry_key": "medkd.bench.schema",
+        "latency_summary": "medkd.bench.schema",
+        "new_document": "medkd.bench.schema",
+        "read_document": "medkd.bench.schema",
+        "write_document": "medkd.bench.schema",
+        "parse_line": "medkd.bench.tegrastats",
+        "total_power_mw": "medkd.bench.tegrastats",
+    },
+)

@@ -18,30 +18,31 @@ Packing reads training artifacts (the full install); verifying and running a bun
 runtime install (no torch). The names below are imported on first use.
 """
 
-from medkd.lazy import lazy_attributes
+from medkd.lazy import lazy_exports
 
-_EXPORTS = {
-    "Check": "medkd.bundle.checks",
-    "DeviceProfile": "medkd.bundle.device",
-    "local_device": "medkd.bundle.device",
-    "PackOptions": "medkd.bundle.pack",
-    "PackResult": "medkd.bundle.pack",
-    "pack_bundle": "medkd.bundle.pack",
-    "default_variant": "medkd.bundle.runtime",
-    "load_bundle_segmenter": "medkd.bundle.runtime",
-    "BundleManifest": "medkd.bundle.schema",
-    "parse_manifest": "medkd.bundle.schema",
-    "generate_keypair": "medkd.bundle.signing",
-    "TARGETS": "medkd.bundle.targets",
-    "TrustPolicy": "medkd.bundle.trust",
-    "TrustStore": "medkd.bundle.trust",
-    "load_trust_store": "medkd.bundle.trust",
-    "trust_policy": "medkd.bundle.trust",
-    "UnpackLimits": "medkd.bundle.unpack",
-    "UnsafeBundle": "medkd.bundle.unpack",
-    "scan_bundle": "medkd.bundle.unpack",
-    "Verification": "medkd.bundle.verify",
-    "verify_bundle": "medkd.bundle.verify",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__ = lazy_attributes(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(
+    __name__,
+    {
+        "Check": "medkd.bundle.checks",
+        "DeviceProfile": "medkd.bundle.device",
+        "local_device": "medkd.bundle.device",
+        "PackOptions": "medkd.bundle.pack",
+        "PackResult": "medkd.bundle.pack",
+        "pack_bundle": "medkd.bundle.pack",
+        "default_variant": "medkd.bundle.runtime",
+        "load_bundle_segmenter": "medkd.bundle.runtime",
+        "BundleManifest": "medkd.bundle.schema",
+        "parse_manifest": "medkd.bundle.schema",
+        "generate_keypair": "medkd.bundle.signing",
+        "TARGETS": "medkd.bundle.targets",
+        "TrustPolicy": "medkd.bundle.trust",
+        "TrustStore": "medkd.bundle.trust",
+        "load_trust_store": "medkd.bundle.trust",
+        "trust_policy": "medkd.bundle.trust",
+        "UnpackLimits": "medkd.bundle.unpack",
+        "UnsafeBundle": "medkd.bundle.unpack",
+        "scan_bundle": "medkd.bundle.unpack",
+        "Verification": "medkd.bundle.verify",
+        "verify_bundle": "medkd.bundle.verify",
+    },
+)

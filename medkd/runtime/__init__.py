@@ -6,14 +6,15 @@ Evaluation, quantization, benchmarks and bundles use it; ``medkd.export`` only w
 exported-model path (ONNX Runtime) needs no torch; the PyTorch segmenter is imported on first use.
 """
 
-from medkd.lazy import lazy_attributes
+from medkd.lazy import lazy_exports
 
-_EXPORTS = {
-    "Prediction": "medkd.runtime.prompts",
-    "Prompts": "medkd.runtime.prompts",
-    "Segmenter": "medkd.runtime.segmenter",
-    "load_segmenter": "medkd.runtime.segmenter",
-    "wrap_module": "medkd.runtime.segmenter",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__ = lazy_attributes(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(
+    __name__,
+    {
+        "Prediction": "medkd.runtime.prompts",
+        "Prompts": "medkd.runtime.prompts",
+        "Segmenter": "medkd.runtime.segmenter",
+        "load_segmenter": "medkd.runtime.segmenter",
+        "wrap_module": "medkd.runtime.segmenter",
+    },
+)

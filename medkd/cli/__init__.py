@@ -13,6 +13,7 @@ import warnings
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from medkd import __version__
 from medkd.cli import bench as bench_cli
@@ -83,14 +84,14 @@ def _root(
 def _fail(message: str, code: int, exc: BaseException | None = None) -> int:
     if exc is not None and _debug["enabled"]:
         traceback.print_exception(exc)
-    _stderr.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    _stderr.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return code
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     """medkd's own warnings as one ``warning:`` line; others as Python prints them."""
     if issubclass(category, MedkdWarning):
-        _stderr.print(f"[bold yellow]warning:[/] {message}", soft_wrap=True)
+        _stderr.print(f"[bold yellow]warning:[/] {escape(str(message))}", soft_wrap=True)
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 

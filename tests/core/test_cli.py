@@ -70,3 +70,9 @@ def test_models_table(capsys: pytest.CaptureFixture) -> None:
     out = capsys.readouterr().out
     assert "sam-vit-h" in out and "637.03M" in out and "5961.1" in out
     assert "tinyvit-256" not in out
+
+
+def test_an_error_keeps_its_brackets(capsys: pytest.CaptureFixture) -> None:
+    """Messages are printed as written: rich markup does not eat ``[train]`` or ``x,y[,label]``."""
+    assert run(["segment", "-m", "x", "-i", __file__, "--point", "a,b", "-o", "m.png"]) == 2
+    assert capsys.readouterr().err == "error: --point must be x,y[,label] with label 1 (object) or 0 (background), not 'a,b'\n"

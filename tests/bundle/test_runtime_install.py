@@ -4,8 +4,10 @@ verifies a signed bundle, segments a real CT slice with it exactly as the full i
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tomllib
 import venv
 from pathlib import Path
 
@@ -29,9 +31,15 @@ def _check(command: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def runtime_bin(tmp_path_factory) -> Path:
-    """``bin/`` of a new virtual environment holding medkd's wheel with the runtime extra only."""
+    """``bin/`` of a new virtual environment holding medkd's wheel with the runtime extra only. The wheel is
+    built from a copy of the sources, so that the build leaves nothing in the checkout."""
     root = tmp_path_factory.mktemp("runtime-install")
-    _check([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(root / "wheel"), str(REPO_ROOT)])
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / name, root / name)
+    for folder in project["tool"]["setuptools"]["package-dir"].values():
+        shutil.copytree(REPO_ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    _check([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(root / "wheel"), str(root)])
     (wheel,) = (root / "wheel").glob("medkd-*.whl")
     venv.create(root / "venv", with_pip=True)
     _check([str(root / "venv" / "bin" / "python"), "-m", "pip", "install", "--quiet", f"{wheel}[runtime]"])

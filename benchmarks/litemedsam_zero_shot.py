@@ -35,14 +35,14 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.distill_results import limited  # noqa: E402
 from medkd.artifacts import atomic_write_json, software_versions  # noqa: E402
 from medkd.bench import device_info  # noqa: E402
 from medkd.bench.suite import results_path  # noqa: E402
 from medkd.data import ArrayCache, RowLoader, build_manifest, default_cache_dir, load_manifest, save_manifest  # noqa: E402
-from medkd.data.manifest import DataManifest  # noqa: E402
+from medkd.data.manifest import DataManifest, first_per_dataset  # noqa: E402
 from medkd.data.preprocessing import Preprocessing, PreprocessingWarning  # noqa: E402
 from medkd.evaluation import evaluate  # noqa: E402
+from medkd.evaluation.scores import dataset_scores  # noqa: E402
 from medkd.runtime import Segmenter, load_segmenter  # noqa: E402
 from medkd.zoo.models import LITE_MEDSAM as CHECKPOINT  # noqa: E402
 
@@ -62,27 +62,6 @@ def variant(segmenter: Segmenter, name: str) -> tuple[Segmenter, str | None]:
         spec: Preprocessing = replace(segmenter.preprocessing, normalization="minmax", resize="longest")
         return replace(segmenter, preprocessing=spec), None
     return segmenter, None
-
-
-def scores(summary: dict[str, Any], min_objects: int) -> dict[str, Any]:
-    """Per dataset DSC / NSD / objects, the mean over objects, over datasets, and over the datasets not flagged."""
-    datasets = {
-        name: {"dsc": stats["dsc"]["mean"], "nsd": stats["nsd"]["mean"], "objects": stats["dsc"]["n"], "flagged": stats["dsc"]["n"] < min_objects}
-        for name, stats in summary["by_dataset"].items()
-    }
-    kept = {name: d for name, d in datasets.items() if not d["flagged"]}
-    return {
-        "by_dataset": datasets,
-        "mean_over_objects": {"dsc": summary["overall"]["dsc"]["mean"], "nsd": summary["overall"]["nsd"]["mean"], "objects": summary["objects"]},
-        "mean_over_datasets": _mean(datasets),
-        "mean_over_datasets_unflagged": _mean(kept),
-    }
-
-
-def _mean(datasets: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return {
-        metric: sum(d[metric] for d in datasets.values()) / len(datasets) if datasets else None for metric in ("dsc", "nsd")
-    } | {"datasets": sorted(datasets)}
 
 
 def load_data(path: Path | None) -> DataManifest:
@@ -129,7 +108,7 @@ def main() -> None:
     device = device_info()
     out = args.out or results_path(ROOT / "benchmarks" / "results", "litemedsam-zero-shot", device)
     manifest = load_data(args.data)
-    rows = limited(manifest.select(args.split), args.limit or None)
+    rows = first_per_dataset(manifest.select(args.split), args.limit or None)
     loader = RowLoader(manifest, ArrayCache(default_cache_dir()))
     segmenter = load_segmenter("litemedsam", device="cpu")
     results: dict[str, Any] = {
@@ -153,7 +132,7 @@ def main() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PreprocessingWarning)  # box crops are the point of the variant
             result = evaluate(model, rows, loader, crop=crop, batch_size=4)
-        results["variants"][name] = {"description": VARIANTS[name], "preprocessing": result.preprocessing.to_dict(), **scores(result.summary, args.min_objects)}
+        results["variants"][name] = {"description": VARIANTS[name], "preprocessing": result.preprocessing.to_dict(), **dataset_scores(result.summary, min_objects=args.min_objects)}
         atomic_write_json(out, results)
     Console().print(table(results))
     print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
@@ -11,9 +10,6 @@ from medkd.artifacts import sha256_file
 from medkd.cli.output import stdout_console
 from medkd.cli.vocabulary import device_option
 from medkd.errors import BadInput
-
-if TYPE_CHECKING:
-    from medkd.data.manifest import first_per_dataset
 
 
 def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
@@ -44,6 +40,7 @@ def eval_command(
     """Evaluate a model on a manifest split: metrics JSON plus a table per dataset and modality."""
     from medkd.data import ArrayCache, RowLoader, default_cache_dir, load_manifest
     from medkd.data.datasets import PROMPTS
+    from medkd.data.manifest import first_per_dataset
     from medkd.data.preprocessing import parse_crop
     from medkd.evaluation import build_report, evaluate, summary_table, write_report
     from medkd.evaluation.reference_masks import default_reference_dir

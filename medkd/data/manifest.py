@@ -125,6 +125,19 @@ class DataManifest:
         }
 
 
+def first_per_dataset(rows: list[ManifestRow], limit: int | None) -> list[ManifestRow]:
+    """The first ``limit`` rows of each dataset, in manifest order (all rows when ``None``)."""
+    if limit is None:
+        return rows
+    taken: dict[str, int] = {}
+    kept = []
+    for row in rows:
+        taken[row.dataset] = taken.get(row.dataset, 0) + 1
+        if taken[row.dataset] <= limit:
+            kept.append(row)
+    return kept
+
+
 def save_manifest(manifest: DataManifest, path: str | os.PathLike) -> None:
     """Write the manifest as JSON Lines (header first), atomically."""
     lines = [json.dumps(manifest.header(), sort_keys=True)]

@@ -10,7 +10,8 @@ Layout of a run ``RUN``::
     RUN/<student>/student/    student artifact (distill); student/kd/ is the distillation-alone phase
     RUN/<student>/export/     ONNX encoder + decoder (export)
     RUN/<student>/int8/       INT8 Q/DQ ONNX (quantize)
-    RUN/eval/<model>.json     test metrics of teacher, baselines, students (and their kd phase), exports, INT8 (eval)
+    RUN/eval/<model>.json     test metrics (eval): with export on, of what ships (<model>-export, <model>-int8),
+                              else of the PyTorch models; baselines; <student>-kd, the distillation-alone phase
     RUN/bench/<model>.json    latency (bench)
     RUN/<student>.medkd       vendor bundle of RUN/<student> (pack; RUN/teacher.medkd with ship_teacher)
     RUN/report.html           report
@@ -95,38 +96,45 @@ def plan(recipe: PipelineRecipe, run: Path, data: str | None) -> list[Stage]:
         line = ["distill", "--recipe", str(recipe_path), "--data", str(manifest), "--out", str(student), *teacher, "--resume"]
         stages.append(Stage(f"distill:{name}", "distill", line, student, [manifest, recipe_path, *teacher_inputs], section, resumable=True))
 
-    evaluated: dict[str, Path | str] = {}
+    # What ships is what is evaluated: with export on, a deployable model is evaluated as its ONNX
+    # export and INT8 (the export is validated against PyTorch), and the teacher as evaluated is the
+    # reference of everyone's agreement; the distillation-alone phase and baselines run in PyTorch.
+    exporting = recipe.enabled("export")
     deployable: dict[str, tuple[Path, Path]] = {}  # name -> (model artifact, folder of its export and INT8)
-    if recipe.adapt is not None:
+    if recipe.adapt is not None and recipe.ship_teacher:
+        deployable["teacher"] = (run / "teacher", run / "teacher-deploy")
+    for name in recipe.students:
+        deployable[name] = (run / name / "student", run / name)
+    evaluated: dict[str, Path | str] = {}
+    if recipe.adapt is not None and not (exporting and "teacher" in deployable):
         evaluated["teacher"] = run / "teacher"
-        if recipe.ship_teacher:
-            deployable["teacher"] = (run / "teacher", run / "teacher-deploy")
+    for name, (model, folder) in deployable.items():
+        if not exporting:
+            evaluated[name] = model
+            continue
+        export = folder / "export"
+        options = {"data": str(manifest), **recipe.options("export")}
+        stages.append(_command("export", f"export:{name}", [str(model), "--out", str(export)], options, export, [model, manifest]))
+        evaluated[f"{name}-export"] = export
+        if recipe.enabled("quantize"):
+            quant = folder / "int8"
+            options = {"calib": str(manifest), **recipe.options("quantize")}
+            stages.append(_command("quantize", f"quantize:{name}", [str(export), "--out", str(quant)], options, quant, [export, manifest]))
+            evaluated[f"{name}-int8"] = quant
     evaluated.update(recipe.baselines)
     for name, section in recipe.students.items():
-        student = evaluated[name] = run / name / "student"
         if int(section.get("finetune_steps") or 0) > 0:
-            evaluated[f"{name}-kd"] = student / "kd"
-        deployable[name] = (student, run / name)
-    for name, (model, folder) in deployable.items():
-        if recipe.enabled("export"):
-            export = folder / "export"
-            options = {"data": str(manifest), **recipe.options("export")}
-            stages.append(_command("export", f"export:{name}", [str(model), "--out", str(export)], options, export, [model, manifest]))
-            evaluated[f"{name}-export"] = export
-            if recipe.enabled("quantize"):
-                quant = folder / "int8"
-                options = {"calib": str(manifest), **recipe.options("quantize")}
-                stages.append(_command("quantize", f"quantize:{name}", [str(export), "--out", str(quant)], options, quant, [export, manifest]))
-                evaluated[f"{name}-int8"] = quant
+            evaluated[f"{name}-kd"] = run / name / "student" / "kd"
 
     if recipe.enabled("eval"):
-        for label, model in evaluated.items():
+        reference = next((label for label in ("teacher", "teacher-export") if label in evaluated), None)
+        for label, model in sorted(evaluated.items(), key=lambda item: item[0] != reference):
             output = run / "eval" / f"{label}.json"
             options = {"model": str(model), "data": str(manifest), "out": str(output), **recipe.options("eval")}
             inputs = [model, manifest] if isinstance(model, Path) else [manifest]
-            if label != "teacher" and "teacher" in evaluated:  # agreement with the teacher's masks
-                options["against"] = str(evaluated["teacher"])
-                inputs.append(run / "teacher")
+            if reference is not None and label != reference:  # agreement with the teacher's masks
+                options["against"] = str(evaluated[reference])
+                inputs.append(evaluated[reference])  # type: ignore[arg-type]
             stages.append(_command("eval", f"eval:{label}", [], options, output, inputs))
     if recipe.enabled("bench"):
         for label, model in evaluated.items():

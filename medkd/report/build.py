@@ -14,6 +14,7 @@ from medkd.data import load_manifest
 from medkd.data.preprocessing import parse_crop
 from medkd.errors import BadInput
 from medkd.report import html
+from medkd.report.context import run_context
 from medkd.report.masks import build_panels, model_columns
 from medkd.report.plot import latency_dsc_png, plottable
 from medkd.report.points import Point, collect_points
@@ -133,7 +134,9 @@ def build_report(
     contents = scan_run(run, list(bench))
     points = collect_points(contents)
     manifest = data or run_data_manifest(contents)
+    context = run_context(run)
     sections = [
+        *([("context", "What these figures are", "".join(html.paragraph(line) for line in context))] if context else []),
         ("provenance", "Provenance", provenance_section(contents)),
         ("accuracy", "Accuracy", accuracy_section(points)),
         ("latency", "Latency", latency_section(contents)),

@@ -59,7 +59,9 @@ def test_recipe_errors_name_the_bad_key(tmp_path: Path, change: dict, named: str
         load_recipe(write_recipe(tmp_path / "r.yaml", {**TINY_RECIPE, **change}))
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "reference-cpu.yaml", "litemedsam.yaml", "sam2unet.yaml", "mobilesam.yaml", "kd-sam.yaml", "edgesam.yaml"])
+@pytest.mark.parametrize(
+    "name", ["demo.yaml", "reference-cpu.yaml", "litemedsam.yaml", "sam2unet.yaml", "mobilesam.yaml", "kd-sam.yaml", "edgesam.yaml"]
+)
 def test_shipped_recipes_load(name: str) -> None:
     recipe = load_recipe(recipe_file(name))
     assert recipe.students, name
@@ -68,11 +70,30 @@ def test_shipped_recipes_load(name: str) -> None:
 def test_reference_recipe_plans_every_stage(tmp_path: Path) -> None:
     stages = plan(load_recipe(recipe_file("reference-cpu.yaml")), tmp_path, "../data")
     kinds = [stage.kind for stage in stages]
-    assert kinds[:4] == ["data", "adapt", "distill", "distill"]
+    assert kinds[:5] == ["data", "adapt", "distill", "distill", "distill"]
     assert {"export", "quantize", "eval", "bench", "pack", "report"} <= set(kinds)
     assert kinds.index("report") == len(kinds) - 1
-    litemedsam = next(stage for stage in stages if stage.name == "distill:litemedsam")
-    assert litemedsam.settings["student"] == "tinyvit-256" and litemedsam.settings["train"]["steps"] > 0
+    adapt = next(stage for stage in stages if stage.kind == "adapt")
+    assert (adapt.settings["teacher"], adapt.settings["method"]) == ("litemedsam", "decoder")  # the real teacher
+    tinyvit = next(stage for stage in stages if stage.name == "distill:tinyvit-256")
+    assert tinyvit.settings["student_kwargs"] == {"trunk_grid": 16} and tinyvit.settings["train"]["steps"] > 0
+    names = {stage.name for stage in stages}
+    # the teacher ships too; what ships is what is evaluated; the published model is the baseline
+    assert {"export:teacher", "quantize:teacher", "pack:teacher", "eval:teacher-export", "eval:teacher-int8"} <= names
+    assert {"eval:litemedsam-zero-shot", "eval:tinyvit-256-kd", "eval:tinyvit-256-int8"} <= names and "eval:teacher" not in names
+    evals = [stage for stage in stages if stage.kind == "eval"]
+    assert evals[0].name == "eval:teacher-export" and "--against" not in evals[0].line  # the reference comes first
+    assert all(stage.line[stage.line.index("--against") + 1] == str(tmp_path / "teacher-deploy" / "export") for stage in evals[1:])
+    zero_shot = next(stage for stage in evals if stage.name == "eval:litemedsam-zero-shot")
+    assert zero_shot.line[zero_shot.line.index("--model") + 1] == "litemedsam"
+
+
+def test_baselines_and_ship_teacher_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="needs an 'adapt' section"):
+        students = {"unet": {**TINY_RECIPE["students"]["unet"], "teacher": "sam-vit-stand-in"}}
+        load_recipe(write_recipe(tmp_path / "r.yaml", {**TINY_RECIPE, "adapt": None, "students": students, "ship_teacher": True}))
+    with pytest.raises(BadInput, match="already a model of the run"):
+        load_recipe(write_recipe(tmp_path / "r.yaml", {**TINY_RECIPE, "baselines": {"unet": "litemedsam"}}))
 
 
 @pytest.mark.slow
@@ -81,7 +102,7 @@ def test_rerun_skips_and_a_deleted_artifact_reruns_it_and_what_follows(tmp_path:
     run = tmp_path / "run"
     first = run_pipeline(recipe_path, run)
     names = [result.name for result in first]
-    assert names == ["synth", "data", "adapt", "distill:unet", "export:unet", "eval:teacher", "eval:unet", "eval:unet-export"]
+    assert names == ["synth", "data", "adapt", "distill:unet", "export:unet", "eval:teacher", "eval:unet-export"]  # what ships is evaluated
     assert all(result.status == "ran" for result in first)
     report = json.loads((run / "eval" / "unet-export.json").read_text())
     assert report["config"]["against"]["source"] == str(run / "teacher")
@@ -95,7 +116,7 @@ def test_rerun_skips_and_a_deleted_artifact_reruns_it_and_what_follows(tmp_path:
 
     changed = {**TINY_RECIPE, "eval": {"split": "test", "limit": 1}}
     statuses = {result.name: result.status for result in run_pipeline(write_recipe(recipe_path, changed), run)}
-    assert [name for name, status in statuses.items() if status == "ran"] == ["eval:teacher", "eval:unet", "eval:unet-export"]
+    assert [name for name, status in statuses.items() if status == "ran"] == ["eval:teacher", "eval:unet-export"]
 
     only = run_pipeline(recipe_path, run, only="export")
     assert [(r.name, r.status) for r in only] == [("export:unet", "ran")]

@@ -51,3 +51,15 @@ def test_student_inherits_the_teacher_encoder_and_its_stem_sees_a_subsampled_ima
     with torch.no_grad():
         expected = teacher.image_encoder.patch_embed(image[:, :, ::4, ::4])
         assert torch.allclose(student.image_encoder.patch_embed(image), expected, atol=1e-5)
+
+
+def test_pyramid_neck_starts_as_the_upsampled_coarse_embedding() -> None:
+    from medkd.zoo.necks import PyramidNeck
+
+    torch.manual_seed(0)
+    neck = PyramidNeck([64, 128, 256])
+    features = [torch.randn(1, 64, 32, 32), torch.randn(1, 128, 16, 16), torch.randn(1, 256, 8, 8)]
+    expected = torch.nn.functional.interpolate(features[-1], scale_factor=4.0, mode="bilinear", align_corners=False)
+    assert torch.equal(neck(features), expected)
+    neck.detail[-1].weight.data.normal_()
+    assert not torch.allclose(neck(features), expected)

@@ -1,0 +1,112 @@
+"""Teacher adaptation methods side by side on the real teacher: test DSC / NSD per dataset against
+zero-shot, trainable parameters and wall time on this machine.
+
+    python benchmarks/adapt_methods.py --data runs/reference-cpu/data.jsonl --work runs/adapt-methods
+
+Each method runs ``medkd adapt`` with ``recipes/litemedsam-adapt.yaml`` on the same training objects
+(``decoder`` on the cached embeddings with the recipe's budget; ``full``, ``lora`` and ``adapter``
+train through the encoder, ``--encoder-steps`` of ``--encoder-batch``), then ``medkd eval`` on the test
+split (the first ``--limit`` objects per dataset, box prompts, each model's recorded preprocessing);
+the zero-shot row is the published LiteMedSAM. Finished steps are skipped on a re-run (every artifact
+and report is kept under ``--work``); the JSON is rewritten after each method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from medkd.artifacts import atomic_write_json, read_manifest, software_versions  # noqa: E402
+from medkd.bench import device_info  # noqa: E402
+from medkd.bench.suite import results_path  # noqa: E402
+from medkd.cli import run  # noqa: E402
+from medkd.evaluation.scores import MIN_OBJECTS, dataset_scores  # noqa: E402
+
+KIND = "medkd.bench.adapt-methods"
+RECIPE = ROOT / "recipes" / "litemedsam-adapt.yaml"
+METHODS = ("decoder", "lora", "adapter", "full")
+
+
+def _medkd(*args: str) -> None:
+    code = run(list(args))
+    if code != 0:
+        raise SystemExit(f"medkd {' '.join(args[:2])} exited with {code}")
+
+
+def adapt(method: str, data: Path, out: Path, args: argparse.Namespace) -> float:
+    """Wall seconds of ``medkd adapt`` into ``out``, kept beside it for re-runs."""
+    wall = out.with_name(f"{out.name}-wall.json")
+    if (out / "manifest.json").is_file() and wall.is_file():
+        return float(json.loads(wall.read_text())["seconds"])
+    budget = [] if method == "decoder" else ["--steps", str(args.encoder_steps), "--batch-size", str(args.encoder_batch), "--bf16"]
+    started = time.monotonic()
+    _medkd("adapt", "--recipe", str(RECIPE), "--method", method, "--data", str(data), "--out", str(out), "--resume", *budget)
+    seconds = time.monotonic() - started
+    atomic_write_json(wall, {"seconds": round(seconds, 1)})
+    return seconds
+
+
+def evaluate(model: str, data: Path, out: Path, limit: int) -> dict[str, Any]:
+    if not out.is_file():
+        _medkd("eval", "--model", model, "--data", str(data), "--split", "test", "--limit", str(limit), "--out", str(out))
+    return json.loads(out.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="Data manifest of ../shared/data (medkd data index).")
+    parser.add_argument("--work", type=Path, default=Path("runs/adapt-methods"), help="Where artifacts and eval reports go.")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--encoder-steps", type=int, default=60, help="Steps of the methods that train through the encoder.")
+    parser.add_argument("--encoder-batch", type=int, default=4)
+    parser.add_argument("--limit", type=int, default=100, help="Test objects per dataset (manifest order).")
+    parser.add_argument("--out", type=Path, help="Results JSON (default: benchmarks/results/adapt-methods-<date>-<device>.json).")
+    args = parser.parse_args()
+    device = device_info()
+    out = args.out or results_path(ROOT / "benchmarks" / "results", "adapt-methods", device)
+    results: dict[str, Any] = {
+        "kind": KIND,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": device,
+        "software": software_versions(),
+        "recipe": str(RECIPE.relative_to(ROOT)),
+        "data": {"split": "test", "limit_per_dataset": args.limit, "prompt": "box", "min_objects": MIN_OBJECTS},
+        "budget": {"encoder_steps": args.encoder_steps, "encoder_batch": args.encoder_batch},
+        "methods": {},
+    }
+    zero_shot = evaluate("litemedsam", args.data, args.work / "zero-shot.json", args.limit)
+    results["methods"]["zero-shot"] = {"trainable_params": 0, "test": dataset_scores(zero_shot["summary"])}
+    for method in args.methods:
+        artifact = args.work / method
+        seconds = adapt(method, args.data, artifact, args)
+        report = evaluate(str(artifact), args.data, args.work / f"{method}.json", args.limit)
+        metrics = read_manifest(artifact).metrics
+        results["methods"][method] = {
+            "trainable_params": metrics["trainable_params"],
+            "total_params": metrics["total_params"],
+            "trainable_fraction": metrics["trainable_params"] / metrics["total_params"],
+            "train": read_manifest(artifact).config["adapt"]["train"],
+            "wall_seconds": round(seconds, 1),
+            "train_seconds": metrics.get("train_seconds_this_session"),
+            "cache": metrics.get("cache"),
+            "test": dataset_scores(report["summary"]),
+        }
+        atomic_write_json(out, results)
+    atomic_write_json(out, results)
+    base = results["methods"]["zero-shot"]["test"]["mean_over_datasets"]["dsc"]
+    for method, entry in results["methods"].items():
+        mean = entry["test"]["mean_over_datasets"]["dsc"]
+        print(f"{method:<10} DSC over datasets {mean:.3f} ({100 * (mean - base):+.1f} points) trainable {entry['trainable_params']:,}")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -16,6 +16,7 @@ import onnx
 from onnx import numpy_helper
 
 from medkd.errors import BadInput
+from medkd.runtime.layout import read_onnx
 
 # Highest ONNX opset the parser of each TensorRT release accepts (support matrices of 8.6 to 11).
 MAX_OPSET = {"8.6": 17, "10.0": 20, "10.3": 20, "10.7": 20, "10.8": 22, "10.13": 22, "11.0": 22}
@@ -172,10 +173,7 @@ def _check_profiles(model: onnx.ModelProto, profiles: dict[str, list]) -> list[F
 
 def check_onnx(path: str | Path, tensorrt: str = "10.3", profiles: dict[str, list] | None = None) -> list[Finding]:
     """Every finding for the ONNX file at ``path`` (empty: TensorRT should take it)."""
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf and I/O errors vary
-        raise BadInput(f"{path} is not a readable ONNX file: {exc}") from exc
+    model = read_onnx(path)
     return (
         _check_opset(model, tensorrt)
         + _check_ops(model)

@@ -15,7 +15,8 @@ from pathlib import Path
 from medkd.bundle.checks import Check
 from medkd.bundle.device import DeviceProfile
 from medkd.bundle.schema import EngineSpec, GraphSpec, Variant
-from medkd.runtime.onnx_runtime import cpu_session
+from medkd.errors import BadInput
+from medkd.runtime.onnx_runtime import cpu_session, first_line
 
 
 def version_tuple(text: str, parts: int = 3) -> tuple[int, ...]:
@@ -61,9 +62,8 @@ def onnx_check(variant: Variant, graph: GraphSpec, root: Path, device: DevicePro
     name = f"device {variant.name}/{graph.file}"
     try:
         cpu_session(root / variant.directory / graph.file, threads=1)
-    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own exception types
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return Check(name, "fail", f"ONNX Runtime {device.onnxruntime} cannot load it (opset {graph.opset}): {reason}")
+    except BadInput as exc:  # what ONNX Runtime (or the ONNX reader) said, without the unpacked path
+        return Check(name, "fail", f"ONNX Runtime {device.onnxruntime} cannot load it (opset {graph.opset}): {first_line(exc.__cause__ or exc)}")
     note = ""
     if variant.onnxruntime and version_tuple(device.onnxruntime) < version_tuple(variant.onnxruntime):
         note = f"; older than ONNX Runtime {variant.onnxruntime}, which validated it"

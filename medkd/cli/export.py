@@ -126,7 +126,7 @@ def check_command(
             layout = {}
         for graph, entry in layout.get("graphs", {}).items():
             if entry["file"] == onnx_file.name:
-                profiles.update(layout["profiles"].get(graph, {}))
+                profiles.update(layout.get("profiles", {}).get(graph, {}))
     profiles.update(_profile(profile))
     findings = check_onnx(onnx_file, tensorrt, profiles)
     if as_json:

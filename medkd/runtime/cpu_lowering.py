@@ -27,13 +27,15 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from medkd.runtime.layout import read_onnx
+
 MICROSOFT = "com.microsoft"
 PROTOBUF_LIMIT = 2**31 - 1
 
 
 def has_qdq(path: Path) -> bool:
     """Whether the ONNX file at ``path`` holds quantize / dequantize nodes."""
-    model = onnx.load(str(path), load_external_data=False)
+    model = read_onnx(path)
     return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node)
 
 
@@ -221,7 +223,7 @@ def lower_for_cpu(model: onnx.ModelProto) -> dict[str, int]:
 def cpu_model(path: Path) -> str | bytes:
     """What to give ``onnxruntime.InferenceSession`` for the graph at ``path``: the path itself for a
     float graph, else the lowered graph's bytes (external data read in)."""
-    model = onnx.load(str(path), load_external_data=False)
+    model = read_onnx(path)
     if not is_quantized(model):
         return str(path)
     onnx.load_external_data_for_model(model, str(Path(path).parent))

@@ -40,9 +40,17 @@ def tensor_specs(values: Any) -> list[dict[str, Any]]:
     return specs
 
 
+def read_onnx(path: str | Path) -> onnx.ModelProto:
+    """The graph at ``path`` without its external weights; ``BadInput`` for a file that is not ONNX."""
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf and I/O errors vary
+        raise BadInput(f"{path} is not a readable ONNX file: {exc}") from exc
+
+
 def graph_entry(path: Path, files: list[str]) -> dict[str, Any]:
     """A graph's manifest entry, read from the ONNX file itself."""
-    model = onnx.load(str(path), load_external_data=False)
+    model = read_onnx(path)
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     return {
         "file": files[0],
@@ -76,7 +84,7 @@ def stamp_metadata(source: Path, metadata: dict[str, str], target: Path | None =
 
 def read_metadata(path: Path) -> dict[str, str]:
     """An ONNX file's ``metadata_props`` as a dict."""
-    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return {p.key: p.value for p in read_onnx(path).metadata_props}
 
 
 def read_layout(directory: str | Path) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from medkd.errors import BadInput
 from medkd.runtime.cpu_lowering import cpu_model
 from medkd.runtime.exported import ExportedSegmenter
 from medkd.runtime.layout import read_layout
@@ -28,8 +29,18 @@ def cpu_options(threads: int | None = None) -> ort.SessionOptions:
 
 def cpu_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
     """An ONNX Runtime session on the CPU execution provider; a Q/DQ graph is lowered for the CPU's
-    integer kernels first (:mod:`medkd.runtime.cpu_lowering`)."""
-    return ort.InferenceSession(cpu_model(path), cpu_options(threads), providers=["CPUExecutionProvider"])
+    integer kernels first (:mod:`medkd.runtime.cpu_lowering`). ``BadInput`` for a graph ONNX Runtime refuses."""
+    model = cpu_model(path)
+    try:
+        return ort.InferenceSession(model, cpu_options(threads), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own exception types
+        raise BadInput(f"ONNX Runtime cannot load {path}: {first_line(exc)}") from exc
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (ONNX Runtime's run to many), or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def decoder_feeds(embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:

@@ -70,6 +70,19 @@ def test_a_checkpoint_with_code_is_refused_and_never_run(tmp_path, capsys):
     assert_refused(code, capsys.readouterr().err, [marker], message="evil.pt")
 
 
+def test_a_graph_that_is_not_onnx_is_refused_by_every_command_that_runs_it(tmp_path, capsys):
+    export = box_filler(tmp_path / "export")
+    (export / "unet.onnx").write_bytes(b"\x08\x01not a protobuf" * 8)
+    image = hostile.png(tmp_path / "scan.png", hostile.gray())
+    outputs = [tmp_path / "bench.json", tmp_path / "mask.png"]
+    for argv in (
+        ["bench", "--model", str(export / "unet.onnx"), "--iters", "1", "--out", str(outputs[0])],
+        ["segment", "--model", str(export), "--image", str(image), "--box", "4,4,20,20", "--out", str(outputs[1])],
+        ["export", "check", str(export / "unet.onnx")],
+    ):
+        assert_refused(run(argv), capsys.readouterr().err, outputs, message="unet.onnx is not a readable ONNX file: Error parsing message")
+
+
 def test_an_empty_result_is_a_warning_and_exit_1(models, tmp_path, capsys):
     image = hostile.png(tmp_path / "scan.png", hostile.gray())
     out = tmp_path / "mask.png"

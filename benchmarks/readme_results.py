@@ -1,5 +1,5 @@
-"""The README's results tables, generated from results JSON of ``benchmarks/distill_results.py`` and
-``benchmarks/litemedsam_zero_shot.py``.
+"""The README's results tables, generated from results JSON of ``benchmarks/reference_results.py``,
+``benchmarks/adapt_methods.py`` and ``benchmarks/litemedsam_zero_shot.py``.
 
     python benchmarks/readme_results.py            # rewrite the table in README.md from the JSON it names
     python benchmarks/readme_results.py --check    # exit 1 if README.md differs from the JSON
@@ -85,9 +85,86 @@ def zero_shot_table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+REFERENCE_KIND = "medkd.bench.reference-results"
+ADAPT_KIND = "medkd.bench.adapt-methods"
+
+
+def _flagged_name(dataset: str, entry: dict[str, Any]) -> str:
+    return f"{dataset} ({entry['objects']}, flagged)" if entry["flagged"] else f"{dataset} ({entry['objects']})"
+
+
+def reference_table(results: dict[str, Any]) -> str:
+    """A markdown table: one row per evaluated model of the reference run, DSC per dataset (objects),
+    means over datasets (all, and without the flagged ones) and over objects, NSD, agreement with the
+    teacher, the share of the teacher's DSC, encoder GFLOPs and ONNX Runtime encoder latency."""
+    models = results["models"]
+    first = models[0]["test"]["by_dataset"]
+    datasets = sorted(first)
+    header = [
+        "model", "method", "phase", "runtime", *[f"DSC {_flagged_name(d, first[d])}" for d in datasets],
+        "DSC mean (datasets)", "DSC mean (datasets, flagged out)", "DSC mean (objects)", "NSD mean (datasets, flagged out)",
+        "agreement DSC (datasets, flagged out)", "agreement DSC (objects)", "of teacher", "encoder GFLOPs", "encoder p50 (ms)",
+    ]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for entry in models:
+        test = entry["test"]
+        unflagged, objects = test["mean_over_datasets_unflagged"], test["mean_over_objects"]
+        fraction = entry.get("dsc_of_teacher")
+        cells = [
+            f"`{entry['label']}`",
+            entry.get("method") or "-",
+            entry.get("phase") or "-",
+            entry["runtime"],
+            *[_number(test["by_dataset"].get(d, {}).get("dsc"), 3) for d in datasets],
+            _number(test["mean_over_datasets"]["dsc"], 3),
+            _number(unflagged["dsc"], 3),
+            _number(objects["dsc"], 3),
+            _number(unflagged["nsd"], 3),
+            _number(unflagged.get("agreement_dsc"), 3),
+            _number(objects.get("agreement_dsc"), 3),
+            "–" if fraction is None or entry["role"] == "teacher" else f"{fraction:.1%}",
+            _number(entry["profile"]["encoder_gflops"], 1),
+            _number(entry["latency_p50_ms"].get("encoder", entry["latency_p50_ms"].get("unet")), 1),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def adapt_table(results: dict[str, Any]) -> str:
+    """A markdown table: DSC / NSD per dataset for zero-shot and each adaptation method, its gain,
+    trainable parameters and wall time."""
+    methods = results["methods"]
+    first = methods["zero-shot"]["test"]["by_dataset"]
+    datasets = sorted(first)
+    base = methods["zero-shot"]["test"]["mean_over_datasets"]["dsc"]
+    header = ["method", *[f"DSC / NSD {_flagged_name(d, first[d])}" for d in datasets], "DSC mean (datasets)", "gain (points)",
+              "DSC mean (datasets, flagged out)", "DSC mean (objects)", "trainable parameters", "wall time (min)"]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, entry in methods.items():
+        test = entry["test"]
+        mean = test["mean_over_datasets"]["dsc"]
+        trainable = entry["trainable_params"]
+        share = f"{trainable:,} ({entry['trainable_fraction']:.2%})" if trainable else "0"
+        cells = [
+            name,
+            *[f"{_number(test['by_dataset'][d]['dsc'], 3)} / {_number(test['by_dataset'][d]['nsd'], 3)}" for d in datasets],
+            _number(mean, 3),
+            "–" if name == "zero-shot" else f"{100 * (mean - base):+.1f}",
+            _number(test["mean_over_datasets_unflagged"]["dsc"], 3),
+            _number(test["mean_over_objects"]["dsc"], 3),
+            share,
+            "–" if name == "zero-shot" else _number(entry["wall_seconds"] / 60, 1),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {ZERO_SHOT_KIND: zero_shot_table, REFERENCE_KIND: reference_table, ADAPT_KIND: adapt_table}
+
+
 def table_for(results: dict[str, Any]) -> str:
     """The table a results JSON makes, by its kind."""
-    return zero_shot_table(results) if results.get("kind") == ZERO_SHOT_KIND else results_table(results)
+    return TABLES.get(results.get("kind"), results_table)(results)
 
 
 def _dataset_mean(entry: dict[str, Any], metric: str) -> float | None:

@@ -8,7 +8,7 @@ from segment_anything import sam_model_registry
 
 from medkd.zoo import create_model, get_spec, list_models, profile_model
 
-EXPECTED = {"sam-vit-h", "sam-vit-l", "sam-vit-b", "medsam-vit-b", "mobilesam", "litemedsam", "sam-vit-stand-in", "tinyvit", "tinyvit-256", "unet"}
+EXPECTED = {"sam-vit-h", "sam-vit-l", "sam-vit-b", "medsam-vit-b", "mobilesam", "litemedsam", "sam-vit-stand-in", "timm-sam", "tinyvit", "tinyvit-256", "unet"}
 
 
 def shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
@@ -17,7 +17,7 @@ def shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 
 def test_every_entry_is_registered_with_its_role() -> None:
     assert set(list_models()) == EXPECTED
-    assert set(list_models("student")) == {"tinyvit", "tinyvit-256", "unet"}
+    assert set(list_models("student")) == {"timm-sam", "tinyvit", "tinyvit-256", "unet"}
 
 
 def test_sam_vit_h_and_tinyvit_sizes() -> None:

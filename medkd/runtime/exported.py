@@ -61,13 +61,22 @@ class ExportedSegmenter:
         """``(N, 1, S, S)`` logits for ``(N, 4, S, S)`` inputs."""
         raise NotImplementedError
 
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        """What prompts are decoded against, per image of ``(B, 3, S, S)`` float32 model inputs: the image
+        embeddings (for a U-Net, which has no encoder of its own, the inputs themselves)."""
+        batch = np.ascontiguousarray(images, np.float32)
+        return batch if self.family == "unet" else self.encode(batch)
+
     def predict(self, images: np.ndarray, prompts: list[Prompts]) -> list[Prediction]:
         """Mask logits ``(N_i, M, M)`` and scores for each image's prompts; ``images`` is ``(B, 3, S, S)`` float32."""
-        batch = np.ascontiguousarray(images, np.float32)
+        return self.predict_embedded(self.embed(images), prompts)
+
+    def predict_embedded(self, embedded: np.ndarray, prompts: list[Prompts]) -> list[Prediction]:
+        """:meth:`predict` on what :meth:`embed` returned, so that one encoding serves many prompts."""
         if self.family == "unet":
-            return [Prediction(self._unet(image, p)) for image, p in zip(batch, prompts)]
+            return [Prediction(self._unet(image, p)) for image, p in zip(embedded, prompts)]
         predictions = []
-        for embedding, image_prompts in zip(self.encode(batch), prompts):
+        for embedding, image_prompts in zip(embedded, prompts):
             masks, scores = self.decode(embedding[None], *prompt_points(image_prompts))
             chosen, rows = mask_choice(scores, image_prompts), np.arange(len(masks))
             predictions.append(Prediction(np.ascontiguousarray(masks[rows, chosen]), scores[rows, chosen]))

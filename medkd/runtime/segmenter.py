@@ -48,15 +48,29 @@ class Segmenter:
     @torch.inference_mode()
     def predict(self, images: np.ndarray, prompts: list[Prompts]) -> list[Prediction]:
         """:meth:`__call__` on numpy arrays, with SAM's predicted IoU of each mask as its score."""
-        outputs = self._forward(torch.from_numpy(np.ascontiguousarray(images, np.float32)), prompts)
-        return [Prediction(logits.float().cpu().numpy(), None if scores is None else scores.float().cpu().numpy()) for logits, scores in outputs]
+        return _predictions(self._forward(_tensor_of(images), prompts))
+
+    @torch.inference_mode()
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        """What prompts are decoded against, per image of ``(B, 3, S, S)`` model inputs: the image
+        embeddings (for a U-Net the inputs themselves), as float32 numpy."""
+        return self._encode(_tensor_of(images).to(self.device)).float().cpu().numpy()
+
+    @torch.inference_mode()
+    def predict_embedded(self, embedded: np.ndarray, prompts: list[Prompts]) -> list[Prediction]:
+        """:meth:`predict` on what :meth:`embed` returned, so that one encoding serves many prompts."""
+        return _predictions(self._decode(_tensor_of(embedded).to(self.device), prompts))
 
     def _forward(self, images: torch.Tensor, prompts: list[Prompts]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-        images = images.to(self.device)
+        return self._decode(self._encode(images.to(self.device)), prompts)
+
+    def _encode(self, images: torch.Tensor) -> torch.Tensor:
+        return images if self.family == "unet" else self.module.image_encoder(images)
+
+    def _decode(self, embedded: torch.Tensor, prompts: list[Prompts]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         if self.family == "unet":
-            return [(self._unet(image, p), None) for image, p in zip(images, prompts)]
-        embeddings = self.module.image_encoder(images)
-        return [self._sam(embedding[None], p) for embedding, p in zip(embeddings, prompts)]
+            return [(self._unet(image, p), None) for image, p in zip(embedded, prompts)]
+        return [self._sam(embedding[None], p) for embedding, p in zip(embedded, prompts)]
 
     def _tensor(self, array: np.ndarray | None, dtype: torch.dtype = torch.float32) -> torch.Tensor | None:
         return None if array is None else torch.as_tensor(array, dtype=dtype, device=self.device)
@@ -84,6 +98,14 @@ class Segmenter:
         channels = torch.stack([self._tensor(box_mask(b, self.input_size)) for b in prompts.boxes])[:, None]
         inputs = torch.cat([image[None].expand(len(channels), -1, -1, -1), channels], dim=1)
         return self.module(inputs)[:, 0]
+
+
+def _tensor_of(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array, np.float32))
+
+
+def _predictions(outputs: list[tuple[torch.Tensor, torch.Tensor | None]]) -> list[Prediction]:
+    return [Prediction(logits.float().cpu().numpy(), None if scores is None else scores.float().cpu().numpy()) for logits, scores in outputs]
 
 
 def wrap_module(module: nn.Module, name: str, preprocessing: Preprocessing, device: torch.device) -> Segmenter:

@@ -2,13 +2,16 @@
 zero-shot, trainable parameters and wall time on this machine.
 
     python benchmarks/adapt_methods.py --data runs/reference-cpu/data.jsonl --work runs/adapt-methods
+    python benchmarks/adapt_methods.py --run runs/reference-cpu --methods lora adapter full   # reuse the run's
 
 Each method runs ``medkd adapt`` with ``recipes/litemedsam-adapt.yaml`` on the same training objects
 (``decoder`` on the cached embeddings with the recipe's budget; ``full``, ``lora`` and ``adapter``
 train through the encoder, ``--encoder-steps`` of ``--encoder-batch``), then ``medkd eval`` on the test
-split (the first ``--limit`` objects per dataset, box prompts, each model's recorded preprocessing);
-the zero-shot row is the published LiteMedSAM. Finished steps are skipped on a re-run (every artifact
-and report is kept under ``--work``); the JSON is rewritten after each method.
+split (the first ``--limit`` objects per dataset, box prompts, box-centred crops as every model here was
+trained); the zero-shot row is the published LiteMedSAM. With ``--run`` (a reference pipeline run), the
+decoder row is that run's adapted teacher (its adapt stage's wall time) and the zero-shot and decoder
+evaluations are the run's own, scored on the same objects as the others. Finished steps are skipped on a
+re-run (every artifact and report is kept under ``--work``); the JSON is rewritten after each method.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from medkd.bench import device_info  # noqa: E402
 from medkd.bench.suite import results_path  # noqa: E402
 from medkd.cli import run  # noqa: E402
 from medkd.evaluation.scores import MIN_OBJECTS, dataset_scores  # noqa: E402
+from medkd.metrics import summarize  # noqa: E402
 
 KIND = "medkd.bench.adapt-methods"
 RECIPE = ROOT / "recipes" / "litemedsam-adapt.yaml"
@@ -56,20 +60,56 @@ def adapt(method: str, data: Path, out: Path, args: argparse.Namespace) -> float
 
 def evaluate(model: str, data: Path, out: Path, limit: int) -> dict[str, Any]:
     if not out.is_file():
-        _medkd("eval", "--model", model, "--data", str(data), "--split", "test", "--limit", str(limit), "--out", str(out))
+        _medkd("eval", "--model", model, "--data", str(data), "--split", "test", "--crop", "box", "--limit", str(limit), "--out", str(out))
     return json.loads(out.read_text())
+
+
+def scores_on(report: dict[str, Any], ids: set[str]) -> dict[str, Any]:
+    """Per-dataset scores of ``report`` on the objects ``ids`` (a run's larger evaluation, cut to the
+    objects every method was evaluated on)."""
+    records = [record for record in report["objects"] if record["id"] in ids]
+    if len(records) != len(ids):
+        raise SystemExit(f"the reused evaluation lacks {len(ids) - len(records)} of the compared objects")
+    return dataset_scores(summarize(records))
+
+
+def reused(run: Path) -> tuple[Path, float, dict[str, Any], dict[str, Any]]:
+    """The run's adapted teacher, its adapt stage's seconds, and its zero-shot and teacher evaluations."""
+    stages = json.loads((run / "pipeline.json").read_text())["stages"]
+    reports = [json.loads((run / "eval" / f"{label}.json").read_text()) for label in ("litemedsam-zero-shot", "teacher")]
+    return run / "teacher", float(stages["adapt"]["seconds"]), reports[0], reports[1]
+
+
+def method_entry(artifact: Path, seconds: float, test: dict[str, Any]) -> dict[str, Any]:
+    manifest = read_manifest(artifact)
+    metrics = manifest.metrics
+    return {
+        "trainable_params": metrics["trainable_params"],
+        "total_params": metrics["total_params"],
+        "trainable_fraction": metrics["trainable_params"] / metrics["total_params"],
+        "lora_decoder": manifest.config["adapt"].get("lora_decoder"),
+        "train": manifest.config["adapt"]["train"],
+        "wall_seconds": round(seconds, 1),
+        "train_seconds": metrics.get("train_seconds_this_session"),
+        "cache": metrics.get("cache"),
+        "test": test,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="Data manifest of ../shared/data (medkd data index).")
+    parser.add_argument("--data", type=Path, help="Data manifest of ../shared/data (medkd data index; default RUN/data.jsonl).")
+    parser.add_argument("--run", type=Path, help="A reference pipeline run whose adapted teacher and evaluations are reused.")
     parser.add_argument("--work", type=Path, default=Path("runs/adapt-methods"), help="Where artifacts and eval reports go.")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--encoder-steps", type=int, default=60, help="Steps of the methods that train through the encoder.")
     parser.add_argument("--encoder-batch", type=int, default=4)
-    parser.add_argument("--limit", type=int, default=100, help="Test objects per dataset (manifest order).")
+    parser.add_argument("--limit", type=int, default=30, help="Test objects per dataset (manifest order).")
     parser.add_argument("--out", type=Path, help="Results JSON (default: benchmarks/results/adapt-methods-<date>-<device>.json).")
     args = parser.parse_args()
+    if args.data is None and args.run is None:
+        parser.error("give --data or --run")
+    data = args.data or args.run / "data.jsonl"
     device = device_info()
     out = args.out or results_path(ROOT / "benchmarks" / "results", "adapt-methods", device)
     results: dict[str, Any] = {
@@ -82,24 +122,24 @@ def main() -> None:
         "budget": {"encoder_steps": args.encoder_steps, "encoder_batch": args.encoder_batch},
         "methods": {},
     }
-    zero_shot = evaluate("litemedsam", args.data, args.work / "zero-shot.json", args.limit)
-    results["methods"]["zero-shot"] = {"trainable_params": 0, "test": dataset_scores(zero_shot["summary"])}
+    reports: dict[str, tuple[dict[str, Any], Path | None, float]] = {}
+    if args.run:
+        teacher, seconds, zero_shot_report, teacher_report = reused(args.run)
+        reports["zero-shot"] = (zero_shot_report, None, 0.0)
+        reports["decoder"] = (teacher_report, teacher, seconds)
+        results["reused_run"] = str(args.run)
+    else:
+        reports["zero-shot"] = (evaluate("litemedsam", data, args.work / "zero-shot.json", args.limit), None, 0.0)
     for method in args.methods:
+        if method in reports:
+            continue
         artifact = args.work / method
-        seconds = adapt(method, args.data, artifact, args)
-        report = evaluate(str(artifact), args.data, args.work / f"{method}.json", args.limit)
-        metrics = read_manifest(artifact).metrics
-        results["methods"][method] = {
-            "trainable_params": metrics["trainable_params"],
-            "total_params": metrics["total_params"],
-            "trainable_fraction": metrics["trainable_params"] / metrics["total_params"],
-            "train": read_manifest(artifact).config["adapt"]["train"],
-            "wall_seconds": round(seconds, 1),
-            "train_seconds": metrics.get("train_seconds_this_session"),
-            "cache": metrics.get("cache"),
-            "test": dataset_scores(report["summary"]),
-        }
-        atomic_write_json(out, results)
+        seconds = adapt(method, data, artifact, args)
+        reports[method] = (evaluate(str(artifact), data, args.work / f"{method}.json", args.limit), artifact, seconds)
+    compared = set.intersection(*({record["id"] for record in report["objects"]} for report, _, _ in reports.values()))
+    for method, (report, artifact, seconds) in reports.items():
+        test = scores_on(report, compared)
+        results["methods"][method] = {"trainable_params": 0, "test": test} if artifact is None else method_entry(artifact, seconds, test)
     atomic_write_json(out, results)
     base = results["methods"]["zero-shot"]["test"]["mean_over_datasets"]["dsc"]
     for method, entry in results["methods"].items():

@@ -1,5 +1,5 @@
 """The README's results tables, generated from results JSON of ``benchmarks/reference_results.py``,
-``benchmarks/adapt_methods.py`` and ``benchmarks/litemedsam_zero_shot.py``.
+``benchmarks/reference_speed.py``, ``benchmarks/adapt_methods.py`` and ``benchmarks/litemedsam_zero_shot.py``.
 
     python benchmarks/readme_results.py            # rewrite the table in README.md from the JSON it names
     python benchmarks/readme_results.py --check    # exit 1 if README.md differs from the JSON
@@ -24,38 +24,6 @@ BLOCK = re.compile(r"(<!-- results: (?P<path>\S+) -->\n)(?P<table>.*?)(<!-- resu
 
 def _number(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
-
-
-def _runtime(entry: dict[str, Any]) -> str:
-    return entry.get("runtime") or ("PyTorch FP32" if entry["kind"] in ("teacher", "student") else entry["kind"])
-
-
-def results_table(results: dict[str, Any]) -> str:
-    """A markdown table: one row per model, test DSC per dataset, NSD, size, FLOPs, CPU latency."""
-    entries = [results["teacher"], *results["students"]]
-    datasets = sorted(results["teacher"]["test"]["by_dataset"])
-    header = ["model", "method", "runtime", *[f"DSC {name}" for name in datasets], "DSC mean", "NSD mean", "of teacher", "parameters (M)", "encoder GFLOPs", "CPU p50 (ms)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    teacher_mean = _dataset_mean(results["teacher"], "dsc")
-    for entry in entries:
-        dsc = [entry["test"]["by_dataset"].get(name, {}).get("dsc", {}).get("mean") for name in datasets]
-        mean = _dataset_mean(entry, "dsc")
-        fraction = None if entry is results["teacher"] or not teacher_mean else mean / teacher_mean
-        profile = entry["profile"]
-        cells = [
-            f"`{entry['model']['name']}`",
-            entry.get("method") or "teacher",
-            _runtime(entry),
-            *[_number(value, 3) for value in dsc],
-            _number(mean, 3),
-            _number(_dataset_mean(entry, "nsd"), 3),
-            "–" if fraction is None else f"{fraction:.1%}",
-            _number(profile["total_params"] / 1e6, 2),
-            _number(profile["encoder_gflops"], 2),
-            _number(entry["cpu_latency"]["p50_ms"], 1),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 ZERO_SHOT_KIND = "medkd.bench.litemedsam-zero-shot"
@@ -87,6 +55,7 @@ def zero_shot_table(results: dict[str, Any]) -> str:
 
 REFERENCE_KIND = "medkd.bench.reference-results"
 ADAPT_KIND = "medkd.bench.adapt-methods"
+SPEED_KIND = "medkd.bench.reference-speed"
 
 
 def _flagged_name(dataset: str, entry: dict[str, Any]) -> str:
@@ -159,19 +128,28 @@ def adapt_table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-TABLES = {ZERO_SHOT_KIND: zero_shot_table, REFERENCE_KIND: reference_table, ADAPT_KIND: adapt_table}
+def speed_table(results: dict[str, Any]) -> str:
+    """A markdown table: encoder p50 / p90 of every shipped model, its speed-up over the teacher's FP32
+    export and, for INT8, over its own FP32 export (one interleaved run)."""
+    header = ["model", "graph", "precision", "p50 (ms)", "p90 (ms)", "speed-up vs teacher FP32", "INT8 speed-up vs own FP32"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for entry in results["entries"]:
+        int8 = entry["int8_speedup_vs_own_fp32"]
+        cells = [f"`{entry['label']}`", entry["graph"], entry["precision"].upper(), _number(entry["p50_ms"], 1), _number(entry["p90_ms"], 1),
+                 f"{entry['speedup_vs_teacher_fp32']:.2f}x", "–" if int8 is None else f"{int8:.2f}x"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {ZERO_SHOT_KIND: zero_shot_table, REFERENCE_KIND: reference_table, ADAPT_KIND: adapt_table, SPEED_KIND: speed_table}
 
 
 def table_for(results: dict[str, Any]) -> str:
     """The table a results JSON makes, by its kind."""
-    return TABLES.get(results.get("kind"), results_table)(results)
-
-
-def _dataset_mean(entry: dict[str, Any], metric: str) -> float | None:
-    """Mean over datasets of the per-dataset mean (each dataset counts once, whatever its size)."""
-    values = [stats.get(metric, {}).get("mean") for stats in entry["test"]["by_dataset"].values()]
-    values = [value for value in values if value is not None]
-    return sum(values) / len(values) if values else None
+    kind = results.get("kind")
+    if kind not in TABLES:
+        raise ValueError(f"no README table for results of kind {kind!r}")
+    return TABLES[kind](results)
 
 
 def render(readme: str, root: Path = ROOT) -> str:

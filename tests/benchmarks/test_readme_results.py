@@ -5,36 +5,60 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("readme_results", ROOT / "benchmarks" / "readme_results.py")
 readme_results = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(readme_results)
 
 
-def _entry(name: str, dsc: dict[str, float], nsd: float, p50: float, method: str | None = None, runtime: str = "PyTorch FP32") -> dict:
-    by_dataset = {dataset: {"dsc": {"mean": value}, "nsd": {"mean": nsd}} for dataset, value in dsc.items()}
+def _scores(ct: float, us: float, agreement: float | None = None) -> dict:
+    """dataset_scores-shaped figures: ct has 3 objects (flagged), us 40."""
+    extra = {} if agreement is None else {"agreement_dsc": agreement}
     return {
-        "kind": "student" if method else "teacher",
-        "runtime": runtime,
-        "model": {"name": name},
-        "method": method,
-        "profile": {"total_params": 6_070_000, "encoder_gflops": 6.07},
-        "cpu_latency": {"p50_ms": p50},
-        "test": {"by_dataset": by_dataset},
+        "by_dataset": {"ct": {"dsc": ct, "nsd": ct, "objects": 3, "flagged": True}, "us": {"dsc": us, "nsd": us, "objects": 40, "flagged": False}},
+        "mean_over_datasets": {"dsc": (ct + us) / 2, "nsd": (ct + us) / 2, "datasets": ["ct", "us"]},
+        "mean_over_datasets_unflagged": {"dsc": us, "nsd": us, **extra, "datasets": ["us"]},
+        "mean_over_objects": {"dsc": (3 * ct + 40 * us) / 43, "nsd": (3 * ct + 40 * us) / 43, **extra, "objects": 43},
     }
 
 
-def test_table_cells_come_from_the_json() -> None:
+def test_reference_table_cells_come_from_the_json() -> None:
+    def entry(label: str, role: str, test: dict, fraction: float | None, latency: dict) -> dict:
+        return {"label": label, "role": role, "method": "decoupled", "phase": "fine-tuned on ground truth", "runtime": "ONNX Runtime INT8",
+                "test": test, "dsc_of_teacher": fraction, "profile": {"encoder_gflops": 6.46}, "latency_p50_ms": latency}  # fmt: skip
+
     results = {
-        "teacher": _entry("sam-vit-stand-in", {"ct": 0.8, "us": 0.6}, 0.5, 100.0),
-        "students": [_entry("tinyvit-256", {"ct": 0.7, "us": 0.63}, 0.4, 20.04, "decoupled", "ONNX Runtime INT8")],
+        "kind": readme_results.REFERENCE_KIND,
+        "models": [entry("teacher-export", "teacher", _scores(0.6, 0.9), 1.0, {"encoder": 700.0}), entry("tinyvit-256-int8", "student", _scores(0.5, 0.81, 0.93), 0.9, {"encoder": 80.04})],
     }
-    lines = readme_results.results_table(results).splitlines()
-    assert lines[0].startswith("| model | method | runtime | DSC ct | DSC us | DSC mean |")
-    teacher, student = lines[2], lines[3]
-    assert "| 0.800 | 0.600 | 0.700 | 0.500 | – |" in teacher
-    # mean of dataset means 0.665 = 95.0% of the teacher's 0.700
-    assert "| `tinyvit-256` | decoupled | ONNX Runtime INT8 | 0.700 | 0.630 | 0.665 | 0.400 | 95.0% | 6.07 | 6.07 | 20.0 |" == student
+    lines = readme_results.table_for(results).splitlines()
+    assert lines[0].startswith("| model | method | phase | runtime | DSC ct (3, flagged) | DSC us (40) | DSC mean (datasets) |")
+    assert lines[2].endswith("| 0.600 | 0.900 | 0.750 | 0.900 | 0.879 | 0.900 | – | – | – | 6.5 | 700.0 |")
+    # means 0.655 over datasets, 0.81 without the flagged one, 0.788 over objects; 90% of the teacher
+    assert lines[3] == (
+        "| `tinyvit-256-int8` | decoupled | fine-tuned on ground truth | ONNX Runtime INT8 | 0.500 | 0.810 | 0.655 | 0.810 | 0.788 | 0.810"
+        " | 0.930 | 0.930 | 90.0% | 6.5 | 80.0 |"
+    )
+
+
+def test_speed_table_gives_both_speed_ups() -> None:
+    results = {
+        "kind": readme_results.SPEED_KIND,
+        "entries": [
+            {"label": "teacher-export", "graph": "encoder", "precision": "fp32", "p50_ms": 700.0, "p90_ms": 720.0, "speedup_vs_teacher_fp32": 1.0, "int8_speedup_vs_own_fp32": None},
+            {"label": "tinyvit-256-int8", "graph": "encoder", "precision": "int8", "p50_ms": 50.0, "p90_ms": 52.25, "speedup_vs_teacher_fp32": 14.0, "int8_speedup_vs_own_fp32": 1.7},
+        ],
+    }
+    lines = readme_results.table_for(results).splitlines()
+    assert lines[2] == "| `teacher-export` | encoder | FP32 | 700.0 | 720.0 | 1.00x | – |"
+    assert lines[3] == "| `tinyvit-256-int8` | encoder | INT8 | 50.0 | 52.2 | 14.00x | 1.70x |"
+
+
+def test_a_results_kind_without_a_table_is_refused() -> None:
+    with pytest.raises(ValueError, match="no README table"):
+        readme_results.table_for({"kind": "medkd.bench.something-else"})
 
 
 def test_readme_table_matches_its_json() -> None:
@@ -44,15 +68,7 @@ def test_readme_table_matches_its_json() -> None:
 
 
 def test_zero_shot_table_flags_small_datasets_and_gives_both_means() -> None:
-    def scores(ct: float, us: float) -> dict:
-        return {
-            "by_dataset": {"ct": {"dsc": ct, "nsd": ct, "objects": 3, "flagged": True}, "us": {"dsc": us, "nsd": us, "objects": 40, "flagged": False}},
-            "mean_over_datasets": {"dsc": (ct + us) / 2, "nsd": (ct + us) / 2, "datasets": ["ct", "us"]},
-            "mean_over_datasets_unflagged": {"dsc": us, "nsd": us, "datasets": ["us"]},
-            "mean_over_objects": {"dsc": (3 * ct + 40 * us) / 43, "nsd": (3 * ct + 40 * us) / 43, "objects": 43},
-        }
-
-    results = {"kind": readme_results.ZERO_SHOT_KIND, "data": {"min_objects": 20}, "variants": {"whole": scores(0.5, 0.9), "box-crop": scores(0.7, 0.8)}}
+    results = {"kind": readme_results.ZERO_SHOT_KIND, "data": {"min_objects": 20}, "variants": {"whole": _scores(0.5, 0.9), "box-crop": _scores(0.7, 0.8)}}
     lines = readme_results.table_for(results).splitlines()
     assert lines[0] == "| dataset | objects | DSC whole image | NSD whole image | DSC box crops | NSD box crops |"
     assert lines[2] == "| ct (fewer than 20 objects: flagged) | 3 | 0.500 | 0.500 | 0.700 | 0.700 |"

@@ -1,6 +1,8 @@
 """``medkd segment``: one image or slice, one object per box (or one by points), a mask file, an overlay
-beside it, and a line per object (``--json``: JSON Lines for scripts). Exit 1 when an object comes out
-empty (a warning names it); nothing is written when every object does."""
+beside it, and a line per object (``--json``: JSON Lines for scripts); or a whole volume from 3D boxes
+(``--box3d``) or key-slice boxes (``--slice`` with ``--propagate``): a label volume on the source's grid
+(:mod:`medkd.cli.segment_volume`). Exit 1 when an object comes out empty (a warning names it); nothing
+is written when every object does."""
 
 from __future__ import annotations
 
@@ -45,10 +47,18 @@ def _describe(record: dict[str, Any]) -> str:
 def segment_command(
     model: str = model_option("Zoo name, model artifact, export directory (ONNX Runtime), .pt2 package, TensorRT .plan or NAME.medkd bundle (run only when signed by a trusted key)."),
     image: Path = typer.Option(..., "--image", "-i", help="PNG / JPEG / NIfTI / DICOM / NPZ image."),
-    out: Path = out_option("mask.png or mask.nii.gz (one object: 0 / 255 in PNG; several: their numbers 1..N); the overlay goes beside it."),
+    out: Path = out_option(
+        "mask.png or mask.nii.gz (one object: 0 / 255 in PNG; several: their numbers 1..N); a volume: labels.nii.gz on the source's grid "
+        "(labels.npz for an NPZ source); the overlay goes beside it."
+    ),
     box: list[str] = typer.Option(None, "--box", help="x0,y0,x1,y1 in original pixels (ends inclusive); repeatable, one object per box."),
     point: list[str] = typer.Option(None, "--point", help="x,y[,label] (label 1 object, 0 background); repeatable; one object (with at most one --box)."),
-    slice_index: int = typer.Option(None, "--slice", help="Slice of a volume (NIfTI array axis 2)."),
+    box3d: list[str] = typer.Option(
+        None, "--box3d", help="x0,y0,z0,x1,y1,z1 in voxels of a volume (z: the slice, NIfTI array axis 2; ends inclusive); repeatable, one object each: the whole volume is segmented."
+    ),
+    slice_index: int = typer.Option(None, "--slice", help="Slice of a volume (NIfTI array axis 2); with --propagate the key slice of the --box prompts."),
+    propagate: bool = typer.Option(False, "--propagate", help="With --slice and --box: propagate each object from the key slice through the volume; write a label volume."),
+    batch: int = typer.Option(8, "--batch", min=1, help="Volume slices per encoder batch."),
     modality: str = typer.Option("unknown", help="Modality as in the manifest (CT windows Hounsfield units; others clip percentiles)."),
     crop: str = typer.Option(None, help="none or box: overrides the crop the model was trained with (default: its own; a different one warns)."),
     device: str = device_option(),
@@ -65,10 +75,23 @@ def segment_command(
     from medkd.runtime.segment import load_slice, parse_boxes, parse_points, segment_objects
 
     model = one_of("--model", model, bundle, "--bundle")  # type: ignore[assignment]
-    check_mask_path(out)
+    volume = bool(box3d) or propagate
+    if volume:
+        from medkd.cli.segment_volume import segment_volume_command
+        from medkd.runtime.volume_files import check_volume_path
+
+        check_volume_path(out, image)
+        if point or (box and not propagate) or (propagate and not (box and slice_index is not None)):
+            raise BadInput("a volume takes --box3d, or --box with --slice and --propagate (no --point)")
+    else:
+        check_mask_path(out)
     parse_crop(crop)
     if not image.exists():
         raise BadInput(f"{image} does not exist")
+    if volume:
+        segmenter = _open_model(model, device, variant, trust_store, allow_unsigned)
+        segment_volume_command(segmenter, image, out, canonical_modality(modality), box3d, box, slice_index, crop, batch, overlay, as_json)
+        return
     points, labels = parse_points(point)
     rgb = load_slice(image, canonical_modality(modality), slice_index)
     boxes = parse_boxes(box, rgb.shape[:2])

@@ -138,14 +138,46 @@ def _slice_position(dataset: pydicom.Dataset) -> float:
     return float(getattr(dataset, "InstanceNumber", 0))
 
 
+def _dicom_files(path: str | os.PathLike) -> list[Path]:
+    path = Path(path)
+    return sorted(p for p in path.iterdir() if suffix_of(p) in DICOM_SUFFIXES) if path.is_dir() else [path]
+
+
+def dicom_series_affine(path: str | os.PathLike) -> np.ndarray:
+    """The NIfTI (RAS) affine of a DICOM series read by :func:`read_dicom`, for a NIfTI array indexed
+    (column, row, slice): from the first slice's position, the orientation, the pixel spacing and the
+    step between the first and last slice positions (DICOM's LPS axes turned to RAS)."""
+    import pydicom
+
+    try:
+        headers = [pydicom.dcmread(str(f), stop_before_pixels=True) for f in _dicom_files(path)]
+    except Exception as exc:  # pydicom raises many types for broken files
+        raise ReadError(f"cannot read DICOM: {exc}") from exc
+    needed = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
+    if any(name not in header for header in headers for name in needed):
+        raise ReadError(f"the DICOM series lacks {' / '.join(needed)} on some slice: its grid in space is unknown")
+    headers.sort(key=_slice_position)
+    orientation = np.asarray(headers[0].ImageOrientationPatient, dtype=float)
+    row_spacing, column_spacing = (float(s) for s in headers[0].PixelSpacing)
+    first = np.asarray(headers[0].ImagePositionPatient, dtype=float)
+    if len(headers) > 1:
+        step = (np.asarray(headers[-1].ImagePositionPatient, dtype=float) - first) / (len(headers) - 1)
+    else:
+        step = np.cross(orientation[:3], orientation[3:]) * float(getattr(headers[0], "SliceThickness", 1.0) or 1.0)
+    lps = np.eye(4)
+    lps[:3, 0] = orientation[:3] * column_spacing  # along a row: the column index grows
+    lps[:3, 1] = orientation[3:] * row_spacing  # down a column: the row index grows
+    lps[:3, 2] = step
+    lps[:3, 3] = first
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+
+
 def read_dicom(path: str | os.PathLike) -> Decoded:
     """A DICOM file (2D) or series directory (3D, slices ordered by position), rescaled to real units."""
     import pydicom
 
-    path = Path(path)
-    files = sorted(p for p in path.iterdir() if suffix_of(p) in DICOM_SUFFIXES) if path.is_dir() else [path]
     try:
-        datasets = [pydicom.dcmread(str(f)) for f in files]
+        datasets = [pydicom.dcmread(str(f)) for f in _dicom_files(path)]
         datasets.sort(key=_slice_position)
         slices = [_dicom_pixels(d) for d in datasets]
     except ReadError:

@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from medkd.errors import BadInput
 
 if TYPE_CHECKING:
+    import nibabel as nib
     import pydicom
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -94,6 +95,31 @@ def read_raster(path: str | os.PathLike) -> Decoded:
     return Decoded(array, None, volume=False)
 
 
+def _zooms(image: nib.spatialimages.SpatialImage) -> tuple[float, ...]:
+    """The voxel sizes of a NIfTI header, each the shortest decimal of its float32."""
+    return tuple(float(str(np.float32(z))) for z in image.header.get_zooms())
+
+
+def _slice_first(axis: int) -> list[int]:
+    if not 0 <= axis < 3:
+        raise BadInput(f"slice axis must be 0, 1 or 2, not {axis}")
+    return [axis] + [a for a in range(3) if a != axis]
+
+
+def volume_spacing(path: str | os.PathLike, axis: int = DEFAULT_AXIS) -> tuple[float, ...] | None:
+    """The spacing (mm per axis, slice axis first) of the volume :func:`read_image` decodes from ``path``;
+    a NIfTI file's from its header alone."""
+    if suffix_of(path) not in NIFTI_SUFFIXES:
+        return read_image(path, axis).spacing
+    import nibabel as nib
+
+    try:
+        zooms = _zooms(nib.load(str(path)))
+    except Exception as exc:  # nibabel raises many types for broken headers
+        raise ReadError(f"cannot read NIfTI: {exc}") from exc
+    return tuple(zooms[a] for a in _slice_first(axis)) if len(zooms) >= 3 else None
+
+
 def read_nifti(path: str | os.PathLike, axis: int = DEFAULT_AXIS) -> Decoded:
     """NIfTI: 2D as ``(H, W)``; 3D moved so that array axis ``axis`` becomes the slice axis (first)."""
     import nibabel as nib  # imported here, as pydicom below: each costs a tenth of a second at start-up
@@ -102,7 +128,7 @@ def read_nifti(path: str | os.PathLike, axis: int = DEFAULT_AXIS) -> Decoded:
         image = nib.load(str(path))
         check_pixels(tuple(int(n) for n in image.header.get_data_shape()), "the NIfTI header")
         array = np.asanyarray(image.dataobj)
-        zooms = tuple(float(str(np.float32(z))) for z in image.header.get_zooms())  # shortest float32 decimal
+        zooms = _zooms(image)
     except ReadError:
         raise
     except Exception as exc:  # nibabel raises many types for broken headers and truncated data
@@ -115,9 +141,7 @@ def read_nifti(path: str | os.PathLike, axis: int = DEFAULT_AXIS) -> Decoded:
         return Decoded(array, zooms[:2], volume=False)
     if array.ndim != 3:
         raise ReadError(f"NIfTI has {array.ndim} dimensions; expected 2 or 3")
-    if not 0 <= axis < 3:
-        raise BadInput(f"slice axis must be 0, 1 or 2, not {axis}")
-    order = [axis] + [a for a in range(3) if a != axis]
+    order = _slice_first(axis)
     return Decoded(np.transpose(array, order), tuple(zooms[a] for a in order), volume=True)
 
 

@@ -4,6 +4,7 @@ a DICOM series), the runtime path without torch, and per-volume evaluation."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -173,27 +174,41 @@ def test_bad_volume_prompts_exit_2(threshold_model, tmp_path, capsys, argv, mess
     assert message in capsys.readouterr().err and not (tmp_path / "l.nii.gz").exists()
 
 
-def test_eval_scores_each_volume_object_in_3d(threshold_model, tmp_path):
+@pytest.fixture
+def scene_manifest(tmp_path) -> Path:
+    """A one-volume MSD-layout dataset of :func:`_nifti_scene` with its two objects labelled, all in train."""
     from medkd.data import build_manifest, save_manifest
 
     root = tmp_path / "scans"
     (root / "imagesTr").mkdir(parents=True)
     (root / "labelsTr").mkdir()
-    training = []
-    for index in range(1):
-        volume, affine = _nifti_scene(root / "imagesTr" / f"scan_{index}.nii.gz")
-        labels = np.zeros(volume.shape, np.uint8)
-        labels[6:20, 4:12, 2:7], labels[30:44, 20:36, 3:5] = 1, 2
-        nib.save(nib.Nifti1Image(labels, affine), str(root / "labelsTr" / f"scan_{index}.nii.gz"))
-        training.append({"image": f"./imagesTr/scan_{index}.nii.gz", "label": f"./labelsTr/scan_{index}.nii.gz"})
+    volume, affine = _nifti_scene(root / "imagesTr" / "scan.nii.gz")
+    labels = np.zeros(volume.shape, np.uint8)
+    labels[6:20, 4:12, 2:7], labels[30:44, 20:36, 3:5] = 1, 2
+    nib.save(nib.Nifti1Image(labels, affine), str(root / "labelsTr" / "scan.nii.gz"))
+    training = [{"image": "./imagesTr/scan.nii.gz", "label": "./labelsTr/scan.nii.gz"}]
     spec = {"name": "scans", "modality": {"0": "MRI"}, "labels": {"0": "background", "1": "one", "2": "two"}, "training": training}
     (root / "dataset.json").write_text(json.dumps(spec))
     manifest = tmp_path / "scans.jsonl"
     save_manifest(build_manifest(root, progress=False, fractions=(1.0, 0.0, 0.0)), manifest)
+    return manifest
+
+
+def test_eval_scores_each_volume_object_in_3d(threshold_model, scene_manifest, tmp_path):
     out = tmp_path / "eval.json"
-    assert run(["eval", "-m", str(threshold_model), "-d", str(manifest), "--split", "train", "--out", str(out), "--no-cache"]) == 0
+    assert run(["eval", "-m", str(threshold_model), "-d", str(scene_manifest), "--split", "train", "--out", str(out), "--no-cache"]) == 0
     volumes = json.loads(out.read_text())["volumes"]
-    assert len(volumes["objects"]) == 2 and {o["box3d"][2] for o in volumes["objects"]} == {2, 3}
+    assert [(o["label"], o["box3d"], o["slices"], o["voxels"]) for o in volumes["objects"]] == [(1, [4, 6, 2, 11, 19, 6], 5, 560), (2, [20, 30, 3, 35, 43, 4], 2, 448)]
     assert {(o["dsc"], o["nsd"], o["hd95"]) for o in volumes["objects"]} == {(1.0, 1.0, 0.0)}
     assert volumes["objects"][0]["spacing_mm"] == pytest.approx([3.0, 1.1, 0.7])
     assert volumes["summary"]["overall"]["dsc"]["n"] == 2
+
+
+def test_report_shows_the_volume_as_three_planes(threshold_model, scene_manifest):
+    from medkd.data import load_manifest
+    from medkd.report.volume import volume_figures
+
+    figures = volume_figures(load_manifest(scene_manifest), [("threshold", str(threshold_model))], "train")
+    pictures = re.findall(r'src="data:image/png;base64,([^"]+)"', figures)
+    assert len(pictures) == 2 and pictures[0] == pictures[1]  # the model's planes are the ground truth's, pixel for pixel
+    assert "threshold: 3D DSC one 1.000, two 1.000" in figures

@@ -22,6 +22,18 @@ from medkd.runtime.layout import EXPORT_KIND, base_layout, graph_entry
 INPUT_SIZE = 64
 
 
+def _unet_model(name: str, nodes: list[onnx.NodeProto], constants: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """A U-Net-interface model: ``(batch, 4, S, S)`` image and box channel in, ``(batch, 1, S, S)`` logits out."""
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 4, INPUT_SIZE, INPUT_SIZE])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1, INPUT_SIZE, INPUT_SIZE])],
+        [numpy_helper.from_array(value, key) for key, value in constants.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def _graph(weight: float, bias: float) -> onnx.ModelProto:
     constants = {
         "starts": np.array([3], np.int64),
@@ -35,14 +47,7 @@ def _graph(weight: float, bias: float) -> onnx.ModelProto:
         helper.make_node("Mul", ["box", "weight"], ["scaled"]),
         helper.make_node("Add", ["scaled", "bias"], ["logits"]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "box_filler",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 4, INPUT_SIZE, INPUT_SIZE])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1, INPUT_SIZE, INPUT_SIZE])],
-        [numpy_helper.from_array(value, name) for name, value in constants.items()],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return _unet_model("box_filler", nodes, constants)
 
 
 def _threshold_graph() -> onnx.ModelProto:
@@ -64,14 +69,7 @@ def _threshold_graph() -> onnx.ModelProto:
         helper.make_node("Sub", ["gray", "half"], ["bright"]),
         helper.make_node("Min", ["inside", "bright"], ["logits"]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "box_threshold",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 4, INPUT_SIZE, INPUT_SIZE])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1, INPUT_SIZE, INPUT_SIZE])],
-        [numpy_helper.from_array(value, name) for name, value in constants.items()],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return _unet_model("box_threshold", nodes, constants)
 
 
 def box_filler(directory: Path, weight: float = 2.0, bias: float = -1.0) -> Path:

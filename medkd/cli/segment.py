@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +99,16 @@ def segment_command(
     segmenter = _open_model(model, device, variant, trust_store, allow_unsigned)
     objects = segment_objects(segmenter, rgb, boxes, points, labels, crop)
     records = [obj.record(number) for number, obj in enumerate(objects, start=1)]
-    empty = [record for record in records if record["area"] == 0]
-    written = [] if len(empty) == len(records) else write_outputs(objects, rgb, out, image, slice_index, overlay)
+    report_objects(records, "area", lambda: write_outputs(objects, rgb, out, image, slice_index, overlay), _describe, as_json)
+
+
+def report_objects(records: list[dict[str, Any]], size: str, write: Callable[[], list[Path]], describe: Callable[[dict[str, Any]], str], as_json: bool) -> None:
+    """Write the outputs (``write``) unless every object is empty (``record[size] == 0``), print a line per
+    object, warn of each empty one; exit 1 when any is."""
+    empty = [record for record in records if record[size] == 0]
+    written = [] if len(empty) == len(records) else write()
     for record in records:
-        typer.echo(json.dumps(record) if as_json else _describe(record))
+        typer.echo(json.dumps(record) if as_json else describe(record))
     for record in empty:
         nothing = "; nothing written" if not written else ""
         warnings.warn(f"object {record['object']} ({json.dumps(record['prompt'])}): the mask is empty{nothing}", MedkdWarning, stacklevel=1)

@@ -4,15 +4,13 @@ grid and its three orthogonal planes beside it, a line per object."""
 
 from __future__ import annotations
 
-import json
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import typer
 
-from medkd.errors import BadInput, MedkdWarning
+from medkd.cli.segment import report_objects
+from medkd.errors import BadInput
 
 
 def parse_box3d(text: str, shape: tuple[int, int, int]) -> np.ndarray:
@@ -52,14 +50,4 @@ def segment_volume_command(
         prompts += [key_slice_prompt(box, key_slice, depth) for box in parse_boxes(boxes, source.gray.shape[1:])]
     with progress_bar(sum(p.slices for p in prompts), f"segmenting {image.name}", enabled=not as_json) as advance:
         result = segment_volume(segmenter, source.gray, prompts, crop, source.spacing, batch, advance)
-    empty = [record for record in result.records if record["voxels"] == 0]
-    written = [] if len(empty) == len(result.records) else write_volume_outputs(result.labels, source, out, overlay)
-    for record in result.records:
-        typer.echo(json.dumps(record) if as_json else describe(record))
-    for record in empty:
-        nothing = "; nothing written" if not written else ""
-        warnings.warn(f"object {record['object']} ({json.dumps(record['prompt'])}): the mask is empty{nothing}", MedkdWarning, stacklevel=1)
-    if written and not as_json:
-        typer.echo(f"wrote {', '.join(str(path) for path in written)}")
-    if empty:
-        raise typer.Exit(1)
+    report_objects(result.records, "voxels", lambda: write_volume_outputs(result.labels, source, out, overlay), describe, as_json)

@@ -212,3 +212,13 @@ def test_report_shows_the_volume_as_three_planes(threshold_model, scene_manifest
     pictures = re.findall(r'src="data:image/png;base64,([^"]+)"', figures)
     assert len(pictures) == 2 and pictures[0] == pictures[1]  # the model's planes are the ground truth's, pixel for pixel
     assert "threshold: 3D DSC one 1.000, two 1.000" in figures
+
+
+def test_medsam_npz_in_npz_out(threshold_model, tmp_path):
+    volume = np.full((7, 64, 40), DARK, np.float32)  # D, H, W as the challenge stores imgs; 64 px: the model input, not resized
+    volume[2:5, 3:20, 4:9] = BRIGHT
+    np.savez(tmp_path / "case.npz", imgs=volume, spacing=np.array([2.5, 0.8, 0.8]))
+    out = tmp_path / "segs.npz"
+    assert run(["segment", "-m", str(threshold_model), "-i", str(tmp_path / "case.npz"), "--box3d", "1,1,0,15,25,6", "-o", str(out), "--no-overlay"]) == 0
+    with np.load(out) as written:
+        assert np.array_equal(written["segs"], (volume > 100).astype(np.uint8)) and written["spacing"].tolist() == [2.5, 0.8, 0.8]

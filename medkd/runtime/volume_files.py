@@ -14,6 +14,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from medkd.data.readers import DEFAULT_AXIS, NIFTI_SUFFIXES, NPZ_SUFFIXES, dicom
 from medkd.errors import BadInput
 from medkd.runtime.mask_files import overlay_path
 from medkd.runtime.volume_view import orthogonal_view
+
+if TYPE_CHECKING:
+    import nibabel as nib
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".npz")
 
@@ -56,8 +60,9 @@ def check_volume_path(out: Path, source: Path) -> None:
         raise BadInput(f"--out for a volume must end in .nii.gz or .nii (or .npz for an NPZ source), not {out.name}")
 
 
-def _nifti(labels: np.ndarray, source: SourceVolume):  # noqa: ANN202 (nibabel is imported here, on use)
-    import nibabel as nib
+def _nifti(labels: np.ndarray, source: SourceVolume) -> nib.Nifti1Image:
+    """``labels`` as a NIfTI image on ``source``'s grid."""
+    import nibabel as nib  # imported on use, as the readers do
 
     suffix = suffix_of(source.path)
     if suffix in NIFTI_SUFFIXES:

@@ -70,7 +70,7 @@ def segment_command(
     allow_unsigned: bool = allow_unsigned_option(),
     bundle: str = hidden_alias("--bundle", "-b"),
 ) -> None:
-    """Segment objects with eval's exact pre- and post-processing; write their mask and an overlay."""
+    """Segment objects with eval's exact pre- and post-processing; write their mask and an overlay (for --box3d / --propagate, a label volume on the source's grid)."""
     from medkd.data.preprocessing import parse_crop
     from medkd.runtime.mask_files import check_mask_path, write_outputs
     from medkd.runtime.segment import load_slice, parse_boxes, parse_points, segment_objects

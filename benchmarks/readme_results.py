@@ -1,5 +1,5 @@
 """The README's results tables, generated from results JSON of ``benchmarks/reference_results.py``,
-``benchmarks/reference_speed.py``, ``benchmarks/adapt_methods.py`` and ``benchmarks/litemedsam_zero_shot.py``.
+``benchmarks/reference_speed.py``, ``benchmarks/adapt_methods.py``, ``benchmarks/litemedsam_zero_shot.py`` and ``benchmarks/volumes.py``.
 
     python benchmarks/readme_results.py            # rewrite the table in README.md from the JSON it names
     python benchmarks/readme_results.py --check    # exit 1 if README.md differs from the JSON
@@ -56,6 +56,7 @@ def zero_shot_table(results: dict[str, Any]) -> str:
 REFERENCE_KIND = "medkd.bench.reference-results"
 ADAPT_KIND = "medkd.bench.adapt-methods"
 SPEED_KIND = "medkd.bench.reference-speed"
+VOLUMES_KIND = "medkd.bench.volumes"
 
 
 def _flagged_name(dataset: str, entry: dict[str, Any]) -> str:
@@ -141,7 +142,28 @@ def speed_table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-TABLES = {ZERO_SHOT_KIND: zero_shot_table, REFERENCE_KIND: reference_table, ADAPT_KIND: adapt_table, SPEED_KIND: speed_table}
+def volumes_table(results: dict[str, Any]) -> str:
+    """One row per model of ``benchmarks/volumes.py``: per-volume-object 3D DSC / NSD / HD95, start-up, one volume end to end."""
+    header = ["model", "runtime", "objects", "3D DSC", "NSD (2 mm)", "HD95 (mm)", "start-up (s)", "one volume end to end, median (ms)", "range (ms)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, entry in results["models"].items():
+        overall, timing = entry["summary"]["overall"], entry["end_to_end"]
+        cells = [
+            label,
+            "ONNX Runtime" if entry["runtime"] != "Segmenter" else "PyTorch",
+            str(overall["dsc"]["n"]),
+            _number(overall["dsc"]["mean"], 3),
+            _number(overall["nsd"]["mean"], 3),
+            _number(overall["hd95"]["mean"], 2),
+            _number(entry["startup_s"], 2),
+            _number(timing["median_ms"], 0),
+            f"{timing['min_ms']:.0f}–{timing['max_ms']:.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {ZERO_SHOT_KIND: zero_shot_table, REFERENCE_KIND: reference_table, ADAPT_KIND: adapt_table, SPEED_KIND: speed_table, VOLUMES_KIND: volumes_table}
 
 
 def table_for(results: dict[str, Any]) -> str:

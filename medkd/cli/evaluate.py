@@ -36,6 +36,9 @@ def eval_command(
     data_root: Path = typer.Option(None, help="Where the data lives now, if it moved since indexing."),
     out: Path = typer.Option(None, "--out", "-o", help="Metrics JSON (default: eval-<model>-<split>.json)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither the preprocessing cache nor stored reference (teacher) masks."),
+    volumes: bool = typer.Option(
+        True, "--volumes/--no-volumes", help="Also score each object of a volume in 3D (3D box prompt, slice-by-slice propagation), beside the per-slice figures."
+    ),
 ) -> None:
     """Evaluate a model on a manifest split: metrics JSON plus a table per dataset and modality."""
     from medkd.data import ArrayCache, RowLoader, default_cache_dir, load_manifest
@@ -44,6 +47,7 @@ def eval_command(
     from medkd.data.preprocessing import parse_crop
     from medkd.evaluation import build_report, evaluate, summary_table, write_report
     from medkd.evaluation.reference_masks import default_reference_dir
+    from medkd.evaluation.volumes import evaluate_volumes
     from medkd.runtime import load_segmenter
     from medkd.zoo import get_spec
 
@@ -63,6 +67,7 @@ def eval_command(
     loader = RowLoader(manifest, ArrayCache(None if no_cache else default_cache_dir()))
     references = None if no_cache else default_reference_dir()
     result = evaluate(segmenter, rows, loader, prompt, crop, batch_size, teacher, reference_dir=references)  # type: ignore[arg-type]
+    per_volume = evaluate_volumes(segmenter, rows, loader, crop, batch_size) if volumes and prompt == "box" and any(r.slice is not None for r in rows) else None
     config = {
         "model": {"source": model, "name": segmenter.name, "input_size": segmenter.input_size, "checkpoint": checkpoint},
         "against": None
@@ -78,6 +83,8 @@ def eval_command(
         "device": str(segmenter.device),
     }
     target = out or Path(f"eval-{Path(model).name}-{split}.json")
-    write_report(target, build_report(result, config))
+    write_report(target, build_report(result, config, per_volume))
     stdout_console().print(summary_table(result.summary, f"{segmenter.name} on {split} ({prompt} prompts, crop {result.preprocessing.crop})"))
+    if per_volume is not None:
+        stdout_console().print(summary_table(per_volume.summary, f"{segmenter.name} on {split} per volume (3D box prompts, propagated)"))
     typer.echo(f"wrote {target}")

@@ -55,9 +55,13 @@ class RowLoader:
 
     def label_map(self, row: ManifestRow) -> np.ndarray:
         """The row's 2D label map (or slice of it)."""
+        return self._indexed(row, row.mask, self.labels(row))
+
+    def labels(self, row: ManifestRow) -> np.ndarray:
+        """The row's whole label file: ``(H, W)``, or ``(D, H, W)`` for a volume."""
         axis = row.axis if row.axis is not None else DEFAULT_AXIS
         path = self.manifest.resolve(row.mask)
-        return self._indexed(row, row.mask, self._array("mask", row.mask, row.axis, {}, lambda: read_mask(path, axis).array))
+        return self._array("mask", row.mask, row.axis, {}, lambda: read_mask(path, axis).array)
 
     def _indexed(self, row: ManifestRow, relative: str, array: np.ndarray) -> np.ndarray:
         """The row's slice of ``array`` (read from ``relative``), of the size indexing recorded (else ``ReadError``)."""

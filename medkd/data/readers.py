@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from medkd.errors import BadInput
 
 if TYPE_CHECKING:
+    import nibabel as nib
     import pydicom
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -94,6 +95,31 @@ def read_raster(path: str | os.PathLike) -> Decoded:
     return Decoded(array, None, volume=False)
 
 
+def _zooms(image: nib.spatialimages.SpatialImage) -> tuple[float, ...]:
+    """The voxel sizes of a NIfTI header, each the shortest decimal of its float32."""
+    return tuple(float(str(np.float32(z))) for z in image.header.get_zooms())
+
+
+def _slice_first(axis: int) -> list[int]:
+    if not 0 <= axis < 3:
+        raise BadInput(f"slice axis must be 0, 1 or 2, not {axis}")
+    return [axis] + [a for a in range(3) if a != axis]
+
+
+def volume_spacing(path: str | os.PathLike, axis: int = DEFAULT_AXIS) -> tuple[float, ...] | None:
+    """The spacing (mm per axis, slice axis first) of the volume :func:`read_image` decodes from ``path``;
+    a NIfTI file's from its header alone."""
+    if suffix_of(path) not in NIFTI_SUFFIXES:
+        return read_image(path, axis).spacing
+    import nibabel as nib
+
+    try:
+        zooms = _zooms(nib.load(str(path)))
+    except Exception as exc:  # nibabel raises many types for broken headers
+        raise ReadError(f"cannot read NIfTI: {exc}") from exc
+    return tuple(zooms[a] for a in _slice_first(axis)) if len(zooms) >= 3 else None
+
+
 def read_nifti(path: str | os.PathLike, axis: int = DEFAULT_AXIS) -> Decoded:
     """NIfTI: 2D as ``(H, W)``; 3D moved so that array axis ``axis`` becomes the slice axis (first)."""
     import nibabel as nib  # imported here, as pydicom below: each costs a tenth of a second at start-up
@@ -102,7 +128,7 @@ def read_nifti(path: str | os.PathLike, axis: int = DEFAULT_AXIS) -> Decoded:
         image = nib.load(str(path))
         check_pixels(tuple(int(n) for n in image.header.get_data_shape()), "the NIfTI header")
         array = np.asanyarray(image.dataobj)
-        zooms = tuple(float(str(np.float32(z))) for z in image.header.get_zooms())  # shortest float32 decimal
+        zooms = _zooms(image)
     except ReadError:
         raise
     except Exception as exc:  # nibabel raises many types for broken headers and truncated data
@@ -115,9 +141,7 @@ def read_nifti(path: str | os.PathLike, axis: int = DEFAULT_AXIS) -> Decoded:
         return Decoded(array, zooms[:2], volume=False)
     if array.ndim != 3:
         raise ReadError(f"NIfTI has {array.ndim} dimensions; expected 2 or 3")
-    if not 0 <= axis < 3:
-        raise BadInput(f"slice axis must be 0, 1 or 2, not {axis}")
-    order = [axis] + [a for a in range(3) if a != axis]
+    order = _slice_first(axis)
     return Decoded(np.transpose(array, order), tuple(zooms[a] for a in order), volume=True)
 
 
@@ -138,14 +162,46 @@ def _slice_position(dataset: pydicom.Dataset) -> float:
     return float(getattr(dataset, "InstanceNumber", 0))
 
 
+def _dicom_files(path: str | os.PathLike) -> list[Path]:
+    path = Path(path)
+    return sorted(p for p in path.iterdir() if suffix_of(p) in DICOM_SUFFIXES) if path.is_dir() else [path]
+
+
+def dicom_series_affine(path: str | os.PathLike) -> np.ndarray:
+    """The NIfTI (RAS) affine of a DICOM series read by :func:`read_dicom`, for a NIfTI array indexed
+    (column, row, slice): from the first slice's position, the orientation, the pixel spacing and the
+    step between the first and last slice positions (DICOM's LPS axes turned to RAS)."""
+    import pydicom
+
+    try:
+        headers = [pydicom.dcmread(str(f), stop_before_pixels=True) for f in _dicom_files(path)]
+    except Exception as exc:  # pydicom raises many types for broken files
+        raise ReadError(f"cannot read DICOM: {exc}") from exc
+    needed = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
+    if any(name not in header for header in headers for name in needed):
+        raise ReadError(f"the DICOM series lacks {' / '.join(needed)} on some slice: its grid in space is unknown")
+    headers.sort(key=_slice_position)
+    orientation = np.asarray(headers[0].ImageOrientationPatient, dtype=float)
+    row_spacing, column_spacing = (float(s) for s in headers[0].PixelSpacing)
+    first = np.asarray(headers[0].ImagePositionPatient, dtype=float)
+    if len(headers) > 1:
+        step = (np.asarray(headers[-1].ImagePositionPatient, dtype=float) - first) / (len(headers) - 1)
+    else:
+        step = np.cross(orientation[:3], orientation[3:]) * float(getattr(headers[0], "SliceThickness", 1.0) or 1.0)
+    lps = np.eye(4)
+    lps[:3, 0] = orientation[:3] * column_spacing  # along a row: the column index grows
+    lps[:3, 1] = orientation[3:] * row_spacing  # down a column: the row index grows
+    lps[:3, 2] = step
+    lps[:3, 3] = first
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+
+
 def read_dicom(path: str | os.PathLike) -> Decoded:
     """A DICOM file (2D) or series directory (3D, slices ordered by position), rescaled to real units."""
     import pydicom
 
-    path = Path(path)
-    files = sorted(p for p in path.iterdir() if suffix_of(p) in DICOM_SUFFIXES) if path.is_dir() else [path]
     try:
-        datasets = [pydicom.dcmread(str(f)) for f in files]
+        datasets = [pydicom.dcmread(str(f)) for f in _dicom_files(path)]
         datasets.sort(key=_slice_position)
         slices = [_dicom_pixels(d) for d in datasets]
     except ReadError:

@@ -10,6 +10,8 @@ from rich.table import Table
 
 from medkd.artifacts import atomic_write_json, software_versions
 from medkd.evaluation.runner import EvalResult
+from medkd.evaluation.volumes import PROMPT as VOLUME_PROMPT
+from medkd.evaluation.volumes import VolumeEval
 from medkd.metrics import NSD_MIN_DSC, NSD_TOLERANCE_MM
 
 REPORT_KIND = "medkd.eval"
@@ -17,9 +19,9 @@ _COLUMNS = (("dsc", "DSC"), ("nsd", "NSD"), ("iou", "IoU"), ("hd95", "HD95"))
 _AGREEMENT_COLUMNS = (("agreement_dsc", "agree DSC"), ("agreement_iou", "agree IoU"))
 
 
-def build_report(result: EvalResult, config: dict[str, Any]) -> dict[str, Any]:
-    """The JSON document written by ``medkd eval``."""
-    return {
+def build_report(result: EvalResult, config: dict[str, Any], volumes: VolumeEval | None = None) -> dict[str, Any]:
+    """The JSON document written by ``medkd eval``; with ``volumes``, the per-volume scores under ``volumes``."""
+    report = {
         "kind": REPORT_KIND,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "config": config,
@@ -33,6 +35,9 @@ def build_report(result: EvalResult, config: dict[str, Any]) -> dict[str, Any]:
         "summary": result.summary,
         "objects": result.records,
     }
+    if volumes is not None:
+        report["volumes"] = {"prompt": VOLUME_PROMPT, "summary": volumes.summary, "objects": volumes.records}
+    return report
 
 
 def write_report(path: str | os.PathLike, report: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from medkd.report.masks import build_panels, model_columns
 from medkd.report.plot import latency_dsc_png, plottable
 from medkd.report.points import Point, collect_points
 from medkd.report.run import RunContents, provenance_rows, resolve_input, scan_run
+from medkd.report.volume import volume_figures
 
 def run_data_manifest(contents: RunContents) -> Path | None:
     """The first data manifest named by an artifact's inputs that is found here."""
@@ -124,6 +125,13 @@ def masks_section(contents: RunContents, data: Path | None, split: str, per_moda
     return intro + figures
 
 
+def volume_section(contents: RunContents, data: Path | None, split: str, crop: str | None) -> str:
+    columns = model_columns(contents.artifacts)
+    if not columns or data is None:
+        return html.paragraph("No model artifact or no data manifest: no volume to show.")
+    return volume_figures(load_manifest(data), [(c.label, str(c.artifact.path)) for c in columns], split, crop)
+
+
 def build_report(
     run: Path, data: Path | None = None, split: str = "test", per_modality: int = 1, crop: str | None = None, bench: Sequence[Path] = ()
 ) -> tuple[str, dict[str, Any]]:
@@ -142,6 +150,7 @@ def build_report(
         ("latency", "Latency", latency_section(contents)),
         ("tradeoff", "Latency against DSC", tradeoff_section(points, f"{run.name}: latency against DSC")),
         ("masks", "Masks", masks_section(contents, manifest, split, per_modality, crop)),
+        ("volume", "A volume", volume_section(contents, manifest, split, crop)),
     ]
     generated = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     counts = f"{len(contents.artifacts)} artifacts, {len(contents.evals)} eval reports, {len(contents.bench)} benchmark results"

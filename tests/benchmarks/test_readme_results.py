@@ -75,3 +75,12 @@ def test_zero_shot_table_flags_small_datasets_and_gives_both_means() -> None:
     assert lines[4] == "| *mean over datasets* | 2 | 0.700 | 0.700 | 0.750 | 0.750 |"
     assert lines[5] == "| *mean over datasets, flagged left out* | 1 | 0.900 | 0.900 | 0.800 | 0.800 |"
     assert lines[6] == "| *mean over objects* | 43 | 0.872 | 0.872 | 0.793 | 0.793 |"
+
+
+def test_volumes_table_cells_come_from_the_json() -> None:
+    overall = {"dsc": {"mean": 0.8123, "n": 10}, "nsd": {"mean": 0.9, "n": 10}, "hd95": {"mean": 2.345, "n": 10}}
+    timing = {"median_ms": 812.4, "min_ms": 790.2, "max_ms": 850.9}
+    results = {"kind": "medkd.bench.volumes", "models": {"student INT8": {"runtime": "OnnxSegmenter", "summary": {"overall": overall}, "startup_s": 0.314, "end_to_end": timing}}}
+    lines = readme_results.table_for(results).splitlines()
+    assert lines[0].startswith("| model | runtime | objects | 3D DSC |")
+    assert lines[2] == "| student INT8 | ONNX Runtime | 10 | 0.812 | 0.900 | 2.35 | 0.31 | 812 | 790–851 |"

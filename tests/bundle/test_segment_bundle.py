@@ -102,3 +102,21 @@ def test_a_variant_that_is_not_onnx_or_engines_is_never_opened(unet_run, ct_mani
     argv = ["segment", "--bundle", str(forged), "--allow-unsigned", "-i", str(manifest.resolve(manifest.rows[0].image)), "--box", "1,1,40,40", "-o", str(tmp_path / "m.png")]
     assert run(argv) == 2
     assert "variant onnx-fp32 holds a 'aoti' artifact, not 'export': bundles run only ONNX and TensorRT engines" in capsys.readouterr().err
+
+
+def test_a_volume_from_the_bundle_equals_the_volume_from_its_export(unet_bundle, unet_run, trusted, shared_data, tmp_path, capsys):
+    """The device path: ``medkd segment`` of a hippocampus volume by 3D boxes from a signed bundle writes
+    the label volume that the run's export writes, on the source's grid."""
+    import nibabel as nib
+
+    source = shared_data / "hippocampus-mri" / "imagesTr" / "hippocampus_006.nii.gz"
+    boxes = ["--box3d", "28,5,4,45,28,17", "--box3d", "5,5,9,27,25,28"]
+    outputs = []
+    for name, model in (("bundle", ["--model", str(unet_bundle), "--trust-store", trusted]), ("export", ["--model", str(unet_run / "export")])):
+        out = tmp_path / f"{name}.nii.gz"
+        code = run(["segment", *model, "--image", str(source), *boxes, "--modality", "MR", "--out", str(out), "--json", "--no-overlay"])
+        records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        outputs.append((code, records, np.asarray(nib.load(str(out)).dataobj) if out.exists() else None))
+    (code, records, labels), (export_code, export_records, export_labels) = outputs
+    assert code == export_code == 0 and records == export_records and [r["object"] for r in records] == [1, 2]
+    assert labels.shape == nib.load(str(source)).shape and np.array_equal(labels, export_labels)

@@ -82,7 +82,7 @@ def rows_by_first_cell(table: list[list[str]]) -> dict[str, dict[str, str]]:
 
 def test_provenance_chain(report):
     _, parser = report
-    assert parser.sections == ["provenance", "accuracy", "latency", "tradeoff", "masks"]
+    assert parser.sections == ["provenance", "accuracy", "latency", "tradeoff", "masks", "volume"]
     rows = rows_by_first_cell(parser.tables["provenance-table"])
     assert list(rows) == ["teacher", "student", "export", "quant"]  # inputs before what was made from them
     assert "(artifact teacher)" in rows["student"]["inputs (sha256, status)"]

@@ -6,7 +6,9 @@ U-Net graph) with ONNX Runtime on the CPU, taking the same model inputs and prom
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -58,14 +60,22 @@ def decoder_feeds(embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray)
 
 
 
-class OnnxSegmenter(ExportedSegmenter):
-    """An export artifact run by ONNX Runtime on the CPU."""
+def cpu_graph_file(root: Path, entry: dict[str, Any]) -> str:
+    """The file of a layout graph entry that ONNX Runtime on the CPU runs: its CPU-lowered form
+    (``cpu_file``, written by ``medkd quantize``) where the directory holds it, else its graph file."""
+    lowered = entry.get("cpu_file")
+    return lowered if isinstance(lowered, str) and (root / lowered).is_file() else entry["file"]
 
-    def __init__(self, directory: str | Path, threads: int | None = None) -> None:
+
+class OnnxSegmenter(ExportedSegmenter):
+    """An export artifact run by ONNX Runtime on the CPU; ``files`` names the file of a graph where the
+    caller knows better than the layout (a bundle's manifest)."""
+
+    def __init__(self, directory: str | Path, threads: int | None = None, files: Mapping[str, str] | None = None) -> None:
         super().__init__(read_layout(directory), str(directory))
         root = Path(directory)
-        graphs = self.layout["graphs"]
-        self.sessions = {name: cpu_session(root / graphs[name]["file"], threads) for name in self._needed()}
+        graphs, files = self.layout["graphs"], files or {}
+        self.sessions = {name: cpu_session(root / files.get(name, cpu_graph_file(root, graphs[name])), threads) for name in self._needed()}
 
     def _needed(self) -> tuple[str, ...]:
         return ("unet",) if self.family == "unet" else ("encoder", "decoder")

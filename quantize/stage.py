@@ -184,15 +184,18 @@ def _write_graphs(chosen: dict[str, Path], layout: dict[str, Any], out: Path) ->
     return files
 
 
-def _write_cpu_graphs(out: Path, layout: dict[str, Any], graphs: list[str]) -> dict[str, str]:
+def _write_cpu_graphs(out: Path, layout: dict[str, Any], graphs: list[str], enabled: bool) -> dict[str, str]:
     """Each quantized graph of ``graphs`` (written in ``out``) lowered for ONNX Runtime's CPU kernels
-    beside it: graph -> file name."""
+    beside it (``enabled``; else no such file is left from an earlier run): graph -> file name."""
     written = {}
     for graph in graphs:
         name = layout["graphs"][graph]["file"]
-        if is_quantized(read_onnx(out / name)):
-            write_cpu_graph(out / name, out / cpu_file_name(name))
-            written[graph] = cpu_file_name(name)
+        lowered = out / cpu_file_name(name)
+        if enabled and is_quantized(read_onnx(out / name)):
+            write_cpu_graph(out / name, lowered)
+            written[graph] = lowered.name
+        else:
+            lowered.unlink(missing_ok=True)
     return written
 
 
@@ -226,7 +229,7 @@ def quantize_export(export_dir: Path, out: Path, data: Path, options: QuantizeOp
         if options.trt_cache and options.precision == "int8":
             report["tensorrt_calibration_caches"] = _write_trt_caches(bench, out, options.tensorrt)
             files += list(report["tensorrt_calibration_caches"])
-    cpu_files = _write_cpu_graphs(out, layout, list(chosen)) if options.cpu_graphs and options.precision == "int8" else {}
+    cpu_files = _write_cpu_graphs(out, layout, list(chosen), options.cpu_graphs and options.precision == "int8")
     files += list(cpu_files.values())
     graphs = {g: graph_entry(out / layout["graphs"][g]["file"], [layout["graphs"][g]["file"]]) for g in chosen}
     for graph, name in cpu_files.items():

@@ -2,9 +2,11 @@
 Runtime's CPU integer kernels, GPU targets the symmetric Q/DQ graph TensorRT builds from.
 
 ``medkd quantize`` writes both (the lowered one named by the layout entry's ``cpu_file``); for an INT8
-artifact made before it did, the lowered graph is written at packing time. The bundle manifest names the
-runtime of every graph file (:data:`medkd.bundle.schema.GRAPH_RUNTIMES`), and the variant's artifact
-manifest travels unchanged: files it lists that the target does not take are left out.
+artifact made before it did, the lowered graph is written at packing time as ``GRAPH.cpu.onnx``. The
+bundle manifest names the runtime of every graph file (:data:`medkd.bundle.schema.GRAPH_RUNTIMES`); the
+variant's artifact manifest travels unchanged, files it lists that the target does not take left out,
+and medkd's runtimes find a lowered graph by its layout entry or that name
+(:func:`medkd.runtime.cpu_lowering.cpu_graph_file`).
 """
 
 from __future__ import annotations

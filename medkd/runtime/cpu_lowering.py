@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -63,6 +64,14 @@ def is_lowered(model: onnx.ModelProto) -> bool:
 def cpu_file_name(file: str) -> str:
     """The name of a graph file's CPU-lowered form: ``encoder.onnx`` -> ``encoder.cpu.onnx``."""
     return f"{file.removesuffix('.onnx')}{CPU_SUFFIX}"
+
+
+def cpu_graph_file(root: Path, entry: dict[str, Any]) -> str:
+    """The file of an export layout's graph entry that ONNX Runtime on a CPU runs: its CPU-lowered form
+    (the entry's ``cpu_file``, else ``GRAPH.cpu.onnx``, as ``medkd pack`` writes it for a CPU bundle)
+    where ``root`` holds it, else the graph file itself."""
+    lowered = entry.get("cpu_file") or cpu_file_name(entry["file"])
+    return lowered if (Path(root) / lowered).is_file() else entry["file"]
 
 
 def _consumers(nodes: list[onnx.NodeProto]) -> dict[str, list[int]]:

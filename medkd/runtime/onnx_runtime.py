@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
 from medkd.errors import BadInput
-from medkd.runtime.cpu_lowering import cpu_model
+from medkd.runtime.cpu_lowering import cpu_graph_file, cpu_model
 from medkd.runtime.exported import ExportedSegmenter
 from medkd.runtime.layout import read_layout
 
@@ -58,13 +57,6 @@ def decoder_feeds(embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray)
         "orig_im_size": np.array([low_res, low_res], np.float32),
     }
 
-
-
-def cpu_graph_file(root: Path, entry: dict[str, Any]) -> str:
-    """The file of a layout graph entry that ONNX Runtime on the CPU runs: its CPU-lowered form
-    (``cpu_file``, written by ``medkd quantize``) where the directory holds it, else its graph file."""
-    lowered = entry.get("cpu_file")
-    return lowered if isinstance(lowered, str) and (root / lowered).is_file() else entry["file"]
 
 
 class OnnxSegmenter(ExportedSegmenter):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 
 import numpy as np
@@ -89,5 +90,7 @@ def test_an_int8_artifact_without_a_cpu_graph_is_lowered_when_packed_and_the_bun
     assert (encoder.file, encoder.runtime) == ("encoder.cpu.onnx", CPU_RUNTIME)
     assert is_lowered(onnx.load(io.BytesIO(members["variants/onnx-int8/encoder.cpu.onnx"])))
     segmenter = load_bundle_segmenter(bundle, TrustPolicy(None, allow_unsigned=True), "onnx-int8")
-    (node,) = [m for m in segmenter.sessions["encoder"].get_modelmeta().custom_metadata_map.items() if m[0] == "medkd.lowered_for"]
-    assert node == ("medkd.lowered_for", CPU_RUNTIME)
+    assert segmenter.sessions["encoder"].get_modelmeta().custom_metadata_map["medkd.lowered_for"] == CPU_RUNTIME
+    report = tmp_path / "bench.json"  # the bundle's unpacked variant, timed: its layout names only the Q/DQ file
+    assert run(["bench", "run", str(bundle), "--backend", "ort-int8", "--iters", "1", "--warmup", "0", "--allow-unsigned", "--out", str(report)]) == 0
+    assert [e["file"] for e in json.loads(report.read_text())["entries"]] == ["encoder.cpu.onnx"]

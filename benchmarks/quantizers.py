@@ -19,8 +19,10 @@ Only the encoder is quantized (the FP32 decoder is shared), so every row differs
 Per quantizer: test DSC of the whole pipeline and its change against FP32 (box prompts, ``--test-samples``
 objects), relative L2 error of the embeddings on the same test images, encoder latency (p50 of
 interleaved runs; plain ``onnxruntime.InferenceSession(path)`` and medkd's runtime, which lowers
-symmetric Q/DQ graphs for ONNX Runtime's integer kernels), and whether ``medkd export check`` passes
-the graph for TensorRT. JSON: ``benchmarks/results/quantizers-DATE-DEVICE.json``; a table to stdout.
+symmetric Q/DQ graphs for ONNX Runtime's integer kernels; medkd's own row runs its CPU-lowered file in
+plain ONNX Runtime, as shipped), and whether ``medkd export check`` passes the graph for TensorRT.
+``--work`` keeps the peers' quantized encoders, so that the timing can be repeated on a quiet machine
+without quantizing again. JSON: ``benchmarks/results/quantizers-DATE-DEVICE.json``; a table to stdout.
 """
 
 from __future__ import annotations
@@ -144,6 +146,7 @@ def main() -> None:
     parser.add_argument("--modelopt-python", type=Path, help="Python of an environment with nvidia-modelopt[onnx]")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=10, help="timed encoder runs per graph (interleaved)")
+    parser.add_argument("--work", type=Path, help="folder that keeps the peers' quantized encoders; ones already there are measured, not remade")
     parser.add_argument("--label", help="name of the model (default: the export's parent folder)")
     parser.add_argument("--out", type=Path, help="results JSON (default: benchmarks/results/quantizers-DATE-DEVICE.json)")
     args = parser.parse_args()
@@ -164,11 +167,17 @@ def main() -> None:
         test_feeds = [{"image": image} for image in model_inputs(test_rows, loader, preprocessing)[0]]
         fp32 = args.export / layout["graphs"]["encoder"]["file"]
         encoders = {"medkd": int8 / read_layout(int8)["graphs"]["encoder"]["file"]}
+        work = args.work or scratch
+        work.mkdir(parents=True, exist_ok=True)
         for peer in args.peers:
-            target = scratch / f"{peer}.onnx"
+            target = work / f"{peer}.onnx"
             started = time.perf_counter()
             try:
-                rows[peer] = {"version": PEERS[peer](fp32, target, feeds, args), "quantize_seconds": time.perf_counter() - started}
+                if target.is_file():  # quantized by an earlier run into --work: measured again, not remade
+                    rows[peer] = {"version": (work / f"{peer}.version").read_text(), "reused": str(target)}
+                else:
+                    rows[peer] = {"version": PEERS[peer](fp32, target, feeds, args), "quantize_seconds": time.perf_counter() - started}
+                    (work / f"{peer}.version").write_text(rows[peer]["version"])
                 encoders[peer] = target
             except Exception as exc:  # noqa: BLE001 - a peer's failure is a result
                 rows[peer] = {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}", "traceback": traceback.format_exc(limit=3)}

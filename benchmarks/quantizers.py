@@ -45,7 +45,6 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.shipped_int8 import interleaved  # noqa: E402
 from medkd.artifacts import MANIFEST_NAME, atomic_write_json, read_manifest, software_versions  # noqa: E402
 from medkd.bench import device_info  # noqa: E402
 from medkd.bench.suite import results_path  # noqa: E402
@@ -53,7 +52,7 @@ from medkd.bench.tables import markdown_table  # noqa: E402
 from medkd.data import ArrayCache, RowLoader, default_cache_dir, load_manifest  # noqa: E402
 from medkd.export.check import check_onnx  # noqa: E402
 from medkd.quantize.calibration import FeedReader, model_inputs, spread_rows  # noqa: E402
-from medkd.quantize.measure import output_error, segmentation_scores  # noqa: E402
+from medkd.quantize.measure import interleaved_latency, output_error, segmentation_scores  # noqa: E402
 from medkd.runtime.cpu_lowering import cpu_file_name, write_cpu_graph  # noqa: E402
 from medkd.runtime.layout import layout_preprocessing, read_layout  # noqa: E402
 from medkd.runtime.onnx_runtime import cpu_session  # noqa: E402
@@ -199,7 +198,7 @@ def main() -> None:
         write_cpu_graph(encoders["medkd"], lowered)  # what medkd quantize and medkd pack ship for CPUs
         sessions = {f"plain/{name}": ort.InferenceSession(str(lowered if name == "medkd" else path)) for name, path in plain_files.items()}
         sessions |= {f"medkd-runtime/{name}": cpu_session(path, args.threads) for name, path in plain_files.items()}
-        latency = interleaved(sessions, test_feeds[0], 3, args.runs)
+        latency = interleaved_latency(sessions, test_feeds[0], args.runs)
     for name, row in rows.items():
         if "error" not in row:
             row["latency_ms"] = {"plain_ort": latency[f"plain/{name}"]["p50_ms"], "medkd_runtime": latency[f"medkd-runtime/{name}"]["p50_ms"]}

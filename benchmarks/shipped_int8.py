@@ -29,7 +29,6 @@ import argparse
 import math
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from medkd.artifacts import atomic_write_json, software_versions  # noqa: E402
 from medkd.bench import device_info  # noqa: E402
 from medkd.bench.suite import results_path  # noqa: E402
 from medkd.bench.tables import markdown_table  # noqa: E402
+from medkd.quantize.measure import interleaved_latency  # noqa: E402
 from medkd.runtime.cpu_lowering import cpu_file_name, write_cpu_graph  # noqa: E402
 from medkd.runtime.layout import read_layout  # noqa: E402
 from medkd.runtime.onnx_runtime import cpu_session  # noqa: E402
@@ -119,20 +119,6 @@ def _plain(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def interleaved(sessions: dict[str, ort.InferenceSession], feed: dict[str, np.ndarray], warmup: int, runs: int) -> dict[str, dict[str, float]]:
-    """p50 / p90 milliseconds of each session on ``feed``, runs alternating between them."""
-    for session in sessions.values():
-        for _ in range(warmup):
-            session.run(None, feed)
-    times: dict[str, list[float]] = {label: [] for label in sessions}
-    for _ in range(runs):
-        for label, session in sessions.items():
-            start = time.perf_counter()
-            session.run(None, feed)
-            times[label].append((time.perf_counter() - start) * 1e3)
-    return {label: {"p50_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)), "runs": runs} for label, t in times.items()}
-
-
 def _cpu_graph(int8: Path, scratch: Path) -> tuple[Path, str]:
     """The CPU-lowered encoder of an INT8 artifact: its own, else one written now."""
     entry = read_layout(int8)["graphs"]["encoder"]
@@ -156,7 +142,7 @@ def measure_pair(export: Path, int8: Path, args: argparse.Namespace, peak: dict[
         "medkd/fp32": cpu_session(fp32, args.threads),
         "medkd/int8": cpu_session(qdq, args.threads),
     }
-    latency = interleaved(sessions, feed, args.warmup, args.runs)
+    latency = interleaved_latency(sessions, feed, args.runs, args.warmup)
     p50 = {label: t["p50_ms"] for label, t in latency.items()}
     plain_speedup, medkd_speedup = p50["plain/fp32"] / p50["plain/int8-cpu"], p50["medkd/fp32"] / p50["medkd/int8"]
     counts = macs(qdq)

@@ -111,7 +111,7 @@ def _medkd_int8(args: argparse.Namespace, scratch: Path) -> Path:
     return out
 
 
-def _calibration(int8: Path, args: argparse.Namespace) -> tuple[str, int, str | None]:
+def _calibration(int8: Path) -> tuple[str, int, str | None]:
     """Split, object count and crop ``medkd quantize`` calibrated ``int8`` on."""
     manifest = read_manifest(int8)
     options, report = manifest.config["quantization"], manifest.metrics["quantization"]["calibration"]
@@ -164,7 +164,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="medkd-quantizers-") as folder:
         scratch = Path(folder)
         int8 = _medkd_int8(args, scratch)
-        split, count, crop = _calibration(int8, args)
+        split, count, crop = _calibration(int8)
         preprocessing = layout_preprocessing(layout, str(args.export)).with_crop(crop, source=str(args.export))
         calibration_rows = spread_rows(manifest, count, split)
         feeds = [{"image": image} for image in model_inputs(calibration_rows, loader, preprocessing)[0]]
@@ -188,7 +188,8 @@ def main() -> None:
                 rows[peer] = {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}", "traceback": traceback.format_exc(limit=3)}
         rows["medkd"] = {"version": f"medkd (recipe of {int8})"}
         fp32_scores = segmentation_scores(args.export, test_rows, loader, None, args.threads)
-        reference = [cpu_session(fp32, args.threads).run(["image_embeddings"], feed)[0] for feed in test_feeds]
+        fp32_session = cpu_session(fp32, args.threads)
+        reference = [fp32_session.run(["image_embeddings"], feed)[0] for feed in test_feeds]
         plain_files = {"fp32": fp32}
         for name, path in encoders.items():
             scores = segmentation_scores(_with_encoder(args.export, path, scratch / f"layout-{name}"), test_rows, loader, None, args.threads)

@@ -20,28 +20,26 @@ from medkd.runtime.cpu_lowering import CPU_RUNTIME, cpu_file_name, is_quantized,
 from medkd.runtime.layout import read_onnx
 
 
-def _lowered(graph: GraphSpec, file: str) -> None:
+def _carry_lowered(item: PlannedVariant, graph: GraphSpec, file: str) -> None:
+    """``graph`` of ``item`` as the lowered ``file``, its Q/DQ files left out."""
+    for name in graph.files:
+        item.files.pop(name, None)
     graph.file, graph.files, graph.runtime = file, [file], CPU_RUNTIME
 
 
 def _use_cpu_graphs(item: PlannedVariant, scratch: Path) -> None:
     """Each quantized graph of ``item`` as its CPU-lowered file: the artifact's own, else one written
-    into ``scratch`` now; the Q/DQ files stay out."""
+    into ``scratch`` now."""
     entries = item.source.manifest.config["export"]["graphs"]
     for graph in item.variant.graphs:
         lowered = entries[graph.name].get("cpu_file")
         if lowered in item.files:
-            for name in graph.files:
-                item.files.pop(name, None)
-            _lowered(graph, lowered)
+            _carry_lowered(item, graph, lowered)
         elif item.variant.precision == "int8" and is_quantized(read_onnx(item.source.directory / graph.file)):
             lowered = cpu_file_name(graph.file)
-            path = scratch / item.variant.name / lowered
-            write_cpu_graph(item.source.directory / graph.file, path)
-            for name in graph.files:
-                item.files.pop(name, None)
-            item.derived[lowered] = path
-            _lowered(graph, lowered)
+            item.derived[lowered] = scratch / item.variant.name / lowered
+            write_cpu_graph(item.source.directory / graph.file, item.derived[lowered])
+            _carry_lowered(item, graph, lowered)
 
 
 def _drop_cpu_graphs(item: PlannedVariant) -> None:

@@ -50,7 +50,11 @@ def segmentation_scores(directory: Path, rows: list[ManifestRow], loader: RowLoa
 
 def side_by_side_latency(graphs: dict[str, Path], feed: Feed, threads: int = 2, runs: int = 20, warmup: int = 3) -> dict[str, dict[str, float]]:
     """p50 / p90 milliseconds of each graph on ``feed``, runs interleaved across graphs."""
-    sessions = {label: cpu_session(path, threads) for label, path in graphs.items()}
+    return interleaved_latency({label: cpu_session(path, threads) for label, path in graphs.items()}, feed, runs, warmup)
+
+
+def interleaved_latency(sessions: dict[str, ort.InferenceSession], feed: Feed, runs: int = 20, warmup: int = 3) -> dict[str, dict[str, float]]:
+    """p50 / p90 milliseconds of each session on ``feed``, runs alternating between them."""
     for session in sessions.values():
         for _ in range(warmup):
             session.run(None, feed)

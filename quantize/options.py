@@ -29,6 +29,7 @@ class QuantizeOptions:
     precision: str = "int8"
     sweep: bool = False
     trt_cache: bool = True
+    cpu_graphs: bool = True  # also write each INT8 graph lowered for ONNX Runtime's CPU kernels
     tensorrt: str = "10.3"
     threads: int = 2
     latency_runs: int = 20

@@ -8,7 +8,10 @@
 3. The output keeps the export layout (``medkd eval``, ``medkd segment`` and ``medkd export tensorrt``
    take it unchanged) and adds ``config.quantization`` and ``metrics.quantization``: output errors,
    DSC / NSD against FP32 on val and test, sizes, ONNX Runtime latency FP32 vs INT8, the blocks kept in
-   float and why. TensorRT calibration caches (``GRAPH.calib``) come from the same statistics.
+   float and why. TensorRT calibration caches (``GRAPH.calib``) come from the same statistics. Each INT8
+   graph is also written lowered for ONNX Runtime's CPU integer kernels (``GRAPH.cpu.onnx``, named by
+   its layout entry's ``cpu_file``): the Q/DQ file is what TensorRT builds from, the lowered one is what
+   ONNX Runtime on a CPU runs at full speed without medkd.
 
 ``precision="fp16"`` writes FP16 graphs instead (:mod:`medkd.quantize.fp16`), measured the same way.
 """
@@ -20,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import onnx
-from medkd.runtime.layout import EXPORT_KIND, graph_entry, graph_metadata, read_layout, stamp_metadata
+from medkd.runtime.cpu_lowering import cpu_file_name, is_quantized, write_cpu_graph
+from medkd.runtime.layout import EXPORT_KIND, graph_entry, graph_metadata, read_layout, read_onnx, stamp_metadata
 from medkd.runtime.onnx_runtime import cpu_session
 from medkd.quantize.calibration import (
     Objects,
@@ -180,6 +184,21 @@ def _write_graphs(chosen: dict[str, Path], layout: dict[str, Any], out: Path) ->
     return files
 
 
+def _write_cpu_graphs(out: Path, layout: dict[str, Any], graphs: list[str], enabled: bool) -> dict[str, str]:
+    """Each quantized graph of ``graphs`` (written in ``out``) lowered for ONNX Runtime's CPU kernels
+    beside it (``enabled``; else no such file is left from an earlier run): graph -> file name."""
+    written = {}
+    for graph in graphs:
+        name = layout["graphs"][graph]["file"]
+        lowered = out / cpu_file_name(name)
+        if enabled and is_quantized(read_onnx(out / name)):
+            write_cpu_graph(out / name, lowered)
+            written[graph] = lowered.name
+        else:
+            lowered.unlink(missing_ok=True)
+    return written
+
+
 def quantize_export(export_dir: Path, out: Path, data: Path, options: QuantizeOptions) -> Manifest:
     """Quantize the export ``export_dir`` into the artifact ``out`` (manifest last)."""
     options.check()
@@ -210,7 +229,11 @@ def quantize_export(export_dir: Path, out: Path, data: Path, options: QuantizeOp
         if options.trt_cache and options.precision == "int8":
             report["tensorrt_calibration_caches"] = _write_trt_caches(bench, out, options.tensorrt)
             files += list(report["tensorrt_calibration_caches"])
+    cpu_files = _write_cpu_graphs(out, layout, list(chosen), options.cpu_graphs and options.precision == "int8")
+    files += list(cpu_files.values())
     graphs = {g: graph_entry(out / layout["graphs"][g]["file"], [layout["graphs"][g]["file"]]) for g in chosen}
+    for graph, name in cpu_files.items():
+        graphs[graph]["cpu_file"] = name
     result = Manifest(
         kind=EXPORT_KIND,
         config={"export": {**layout, "graphs": graphs, "precision": options.precision}, "quantization": options.to_dict()},

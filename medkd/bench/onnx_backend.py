@@ -1,7 +1,7 @@
 """ONNX Runtime workloads (CPU execution provider) for ONNX files, export artifacts and quantized artifacts.
 
 An export artifact times the graphs medkd's ONNX runtime runs (``encoder`` and ``decoder``, or
-``unet``; ``--graph decoder_trt`` too); any other artifact directory times the ONNX files its manifest
+``unet``; ``--graph decoder_trt`` too; INT8 graphs in their CPU-lowered files where the artifact has them); any other artifact directory times the ONNX files its manifest
 lists. ``ort-int8`` takes only graphs with QuantizeLinear / DequantizeLinear nodes (INT8 Q/DQ).
 """
 
@@ -16,7 +16,7 @@ from medkd.bench.inputs import onnx_feeds
 from medkd.bench.subject import Subject, artifact_id, select_graphs
 from medkd.bench.timing import Workload
 from medkd.errors import BadInput
-from medkd.runtime.cpu_lowering import has_qdq
+from medkd.runtime.cpu_lowering import cpu_graph_file, has_qdq
 from medkd.runtime.layout import EXPORT_KIND
 from medkd.runtime.onnx_runtime import cpu_session
 
@@ -58,7 +58,7 @@ def _graph_files(path: Path) -> tuple[str, dict[str, Path], list[str]]:
     manifest = read_manifest(path)
     layout = _export_layout(path)
     if layout is not None:
-        files = {name: path / entry["file"] for name, entry in layout["graphs"].items()}
+        files = {name: path / cpu_graph_file(path, entry) for name, entry in layout["graphs"].items()}
         return layout["model"]["name"], files, list(RUNTIME_GRAPHS[layout["model"]["family"]])
     onnx_files = sorted(name for name in manifest.files if name.endswith(".onnx"))
     if not onnx_files:

@@ -17,6 +17,7 @@ import hashlib
 import importlib.metadata
 import io
 import tarfile
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -24,6 +25,7 @@ from typing import Any, BinaryIO
 from medkd import __version__
 from medkd.artifacts import MANIFEST_NAME, TEMPORARY_SUFFIX, atomic_path, remove_stale_temporaries, sha256_file
 from medkd.bundle.attribution import dataset_attributions
+from medkd.bundle.cpu_graphs import choose_graph_files
 from medkd.bundle.measurements import accuracy_entries, find_reports, latency_entries
 from medkd.bundle.model_card import render_model_card
 from medkd.bundle.provenance import provenance_chain
@@ -102,6 +104,7 @@ def _members(planned: list[PlannedVariant], licence_files: dict[str, Path]) -> l
     for item in planned:
         root, directory = item.source.directory, item.variant.directory
         members += [_Member(f"{directory}/{name}", root / name, digest) for name, digest in item.files.items()]
+        members += [_Member(f"{directory}/{name}", path, None) for name, path in sorted(item.derived.items())]
         members.append(_Member(f"{directory}/{MANIFEST_NAME}", root / MANIFEST_NAME, None))
     return members + [_Member(name, path, None) for name, path in sorted(licence_files.items())]
 
@@ -180,6 +183,14 @@ def pack_bundle(run: Path, out: Path, options: PackOptions) -> PackResult:
     if not planned:
         reasons = "; ".join(f"{path.name}: {reason}" for path, reason in skipped) or "no export artifact found"
         raise BadInput(f"{run} has nothing to pack for {target.name} ({reasons})")
+    with tempfile.TemporaryDirectory(prefix="medkd-pack-") as scratch:
+        choose_graph_files(planned, target, Path(scratch))
+        return _pack(planned, skipped, run, out, options, key)
+
+
+def _pack(planned: list[PlannedVariant], skipped: list[tuple[Path, str]], run: Path, out: Path, options: PackOptions, key: Any) -> PackResult:
+    """The archive of ``planned`` variants (their files chosen for the target) at ``out``."""
+    target = get_target(options.target)
     chain = provenance_chain([p.source.directory for p in planned])
     data, licence_files, notes = dataset_attributions(list(chain.data_manifests.values()))
     reports = find_reports(run, options.reports)

@@ -51,7 +51,7 @@ def open_variant(root: Path, variant: Variant) -> ExportedSegmenter:
         from medkd.runtime.tensorrt import TensorRTSegmenter
 
         return TensorRTSegmenter(directory)
-    return OnnxSegmenter(directory)
+    return OnnxSegmenter(directory, files={graph.name: graph.file for graph in variant.graphs})
 
 
 @contextmanager

@@ -17,7 +17,8 @@ from medkd.config import from_mapping
 from medkd.errors import BadInput
 
 BUNDLE_FORMAT = "medkd.bundle"
-BUNDLE_SCHEMA = 2  # 2: manifest.json first in the archive, with the size of every file
+BUNDLE_SCHEMA = 3  # 2: manifest.json first in the archive, with the size of every file; 3: each graph names its runtime
+READABLE_SCHEMAS = (2, 3)
 MANIFEST_MEMBER = "manifest.json"
 SIGNATURE_MEMBER = "manifest.sig"
 MODEL_CARD_MEMBER = "MODEL_CARD.md"
@@ -35,9 +36,17 @@ class TensorSpec:
     dtype: str
 
 
+GRAPH_RUNTIMES = {
+    "onnx": "a standard ONNX graph (float, or symmetric int8 Q/DQ as TensorRT builds from): any ONNX runtime",
+    "onnxruntime-cpu": "an INT8 graph lowered for ONNX Runtime's CPU integer kernels (QLinearConv, MatMulIntegerToFloat)",
+    "tensorrt": "a TensorRT engine",
+}
+
+
 @dataclass
 class GraphSpec:
-    """One graph of a variant: its ONNX (or engine) file and tensors."""
+    """One graph of a variant: its ONNX (or engine) file, tensors, and the runtime the file is for
+    (:data:`GRAPH_RUNTIMES`; ``None`` only in schema 2 bundles, which did not say)."""
 
     name: str
     file: str
@@ -45,6 +54,7 @@ class GraphSpec:
     opset: int | None
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
+    runtime: str | None = None
 
 
 @dataclass
@@ -184,8 +194,8 @@ def parse_manifest(data: bytes) -> BundleManifest:
     if not isinstance(value, dict) or value.get("format") != BUNDLE_FORMAT:
         raise BadInput(f"{MANIFEST_MEMBER} is not a {BUNDLE_FORMAT} manifest")
     schema = value.get("schema")
-    if schema != BUNDLE_SCHEMA:
-        raise BadInput(f"bundle schema {schema!r} is not the one this medkd reads ({BUNDLE_SCHEMA}): pack the bundle again with this medkd")
+    if schema not in READABLE_SCHEMAS:
+        raise BadInput(f"bundle schema {schema!r} is not one this medkd reads ({', '.join(map(str, READABLE_SCHEMAS))}): pack the bundle again with this medkd")
     manifest = from_mapping(BundleManifest, value, "manifest")
     _check_references(manifest)
     return manifest
@@ -220,6 +230,9 @@ def _check_references(manifest: BundleManifest) -> None:
     for variant in manifest.variants:
         if not VARIANT_NAME.fullmatch(variant.name) or variant.directory != f"{VARIANTS_DIR}/{variant.name}":
             raise BadInput(f"manifest.variants[{variant.name}]: a variant is named with a-z, 0-9 and '-' and lies in {VARIANTS_DIR}/NAME")
+        unnamed = [g.name for g in variant.graphs if g.runtime not in GRAPH_RUNTIMES and not (g.runtime is None and manifest.schema == 2)]
+        if unnamed:
+            raise BadInput(f"manifest.variants[{variant.name}].graphs[{unnamed[0]}].runtime: one of {', '.join(GRAPH_RUNTIMES)} from schema 3 on")
         named = [f"{variant.directory}/{f}" for graph in variant.graphs for f in graph.files]
         named += [f"{variant.directory}/{e.file}" for e in variant.engines] + [f"{variant.directory}/manifest.json"]
         missing = [name for name in named if name not in manifest.files]

@@ -13,7 +13,7 @@ import itertools
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,13 @@ class RunArtifact:
 
 @dataclass
 class PlannedVariant:
-    """A variant and where its files come from: artifact file name -> SHA-256 its manifest records."""
+    """A variant and where its files come from: artifact file name -> SHA-256 its manifest records, and
+    files written for the bundle alone (name -> path)."""
 
     variant: Variant
     source: RunArtifact
     files: dict[str, str]
+    derived: dict[str, Path] = field(default_factory=dict)
 
 
 def walk_run(run: Path, max_depth: int) -> Iterator[tuple[Path, list[str]]]:
@@ -74,7 +76,8 @@ def _tensors(specs: list[dict[str, Any]]) -> list[TensorSpec]:
 def _graph_spec(name: str, entry: dict[str, Any], file: str | None = None) -> GraphSpec:
     """A layout graph entry; ``file`` replaces its ONNX files (an engine built from it)."""
     files = [file] if file else list(entry["files"])
-    return GraphSpec(name, file or entry["file"], files, entry.get("opset"), _tensors(entry["inputs"]), _tensors(entry["outputs"]))
+    runtime = "tensorrt" if file else "onnx"
+    return GraphSpec(name, file or entry["file"], files, entry.get("opset"), _tensors(entry["inputs"]), _tensors(entry["outputs"]), runtime)
 
 
 def onnx_precision(artifact: RunArtifact) -> str:

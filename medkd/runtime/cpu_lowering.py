@@ -16,21 +16,34 @@ can do, for three reasons this module removes before the session is made:
   :func:`integer_matmuls` writes ``MatMulIntegerToFloat`` with the bias folded in.
 
 The on-disk graph is never changed; FP32 graphs (no ``QuantizeLinear``) are not touched.
+:func:`write_cpu_graph` writes the lowered graph as a file of its own (``GRAPH.cpu.onnx``), after ONNX
+Runtime's hardware-independent fusions, so that a plain ``onnxruntime.InferenceSession(path)`` runs the
+integer kernels (``QLinearConv``, ``MatMulIntegerToFloat``) without medkd; such a file is marked
+(``medkd.lowered_for`` in its metadata) and loaded as it is.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import helper, numpy_helper
 
+from medkd.artifacts import atomic_path
+from medkd.errors import MedkdError
 from medkd.runtime.layout import read_onnx
 
 MICROSOFT = "com.microsoft"
 PROTOBUF_LIMIT = 2**31 - 1
+CPU_RUNTIME = "onnxruntime-cpu"
+LOWERED_KEY = "medkd.lowered_for"
+CPU_SUFFIX = ".cpu.onnx"
+# ONNX Runtime's integer CPU kernels: what a lowered graph runs instead of float Conv / MatMul on Q/DQ.
+INTEGER_KERNELS = ("QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul")
 
 
 def has_qdq(path: Path) -> bool:
@@ -41,6 +54,24 @@ def has_qdq(path: Path) -> bool:
 
 def is_quantized(model: onnx.ModelProto) -> bool:
     return any(node.op_type == "QuantizeLinear" for node in model.graph.node)
+
+
+def is_lowered(model: onnx.ModelProto) -> bool:
+    """Whether the graph is already lowered for ONNX Runtime's CPU kernels (:func:`write_cpu_graph`)."""
+    return any(p.key == LOWERED_KEY and p.value == CPU_RUNTIME for p in model.metadata_props)
+
+
+def cpu_file_name(file: str) -> str:
+    """The name of a graph file's CPU-lowered form: ``encoder.onnx`` -> ``encoder.cpu.onnx``."""
+    return f"{file.removesuffix('.onnx')}{CPU_SUFFIX}"
+
+
+def cpu_graph_file(root: Path, entry: dict[str, Any]) -> str:
+    """The file of an export layout's graph entry that ONNX Runtime on a CPU runs: its CPU-lowered form
+    (the entry's ``cpu_file``, else ``GRAPH.cpu.onnx``, as ``medkd pack`` writes it for a CPU bundle)
+    where ``root`` holds it, else the graph file itself."""
+    lowered = entry.get("cpu_file") or cpu_file_name(entry["file"])
+    return lowered if (Path(root) / lowered).is_file() else entry["file"]
 
 
 def _consumers(nodes: list[onnx.NodeProto]) -> dict[str, list[int]]:
@@ -224,10 +255,31 @@ def cpu_model(path: Path) -> str | bytes:
     """What to give ``onnxruntime.InferenceSession`` for the graph at ``path``: the path itself for a
     float graph, else the lowered graph's bytes (external data read in)."""
     model = read_onnx(path)
-    if not is_quantized(model):
+    if not is_quantized(model) or is_lowered(model):
         return str(path)
     onnx.load_external_data_for_model(model, str(Path(path).parent))
     lower_for_cpu(model)
     if model.ByteSize() >= PROTOBUF_LIMIT:
         return str(path)  # too large to hand over in memory: ONNX Runtime's own fusions only
     return model.SerializeToString()
+
+
+def write_cpu_graph(source: Path, target: Path) -> dict[str, int]:
+    """Write the quantized graph at ``source`` to ``target`` lowered for ONNX Runtime's CPU kernels and
+    optimized by ONNX Runtime at its extended level (the fusions that do not depend on the CPU: no
+    NCHWc layouts), marked as lowered; atomically. Returns the lowering's counts."""
+    model = read_onnx(source)
+    if not is_quantized(model):
+        raise MedkdError(f"{source} holds no QuantizeLinear nodes: only quantized graphs are lowered")
+    onnx.load_external_data_for_model(model, str(Path(source).parent))
+    counts = lower_for_cpu(model)
+    model.metadata_props.add(key=LOWERED_KEY, value=CPU_RUNTIME)
+    if model.ByteSize() >= PROTOBUF_LIMIT:
+        raise MedkdError(f"{source} is over 2 GiB: its CPU-lowered graph cannot be written")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.log_severity_level = 3  # the optimizer's notes on initializers it drops
+    with atomic_path(target) as tmp:
+        options.optimized_model_filepath = str(tmp)
+        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return counts

@@ -6,13 +6,14 @@ U-Net graph) with ONNX Runtime on the CPU, taking the same model inputs and prom
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from medkd.errors import BadInput
-from medkd.runtime.cpu_lowering import cpu_model
+from medkd.runtime.cpu_lowering import cpu_graph_file, cpu_model
 from medkd.runtime.exported import ExportedSegmenter
 from medkd.runtime.layout import read_layout
 
@@ -59,13 +60,14 @@ def decoder_feeds(embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray)
 
 
 class OnnxSegmenter(ExportedSegmenter):
-    """An export artifact run by ONNX Runtime on the CPU."""
+    """An export artifact run by ONNX Runtime on the CPU; ``files`` names the file of a graph where the
+    caller knows better than the layout (a bundle's manifest)."""
 
-    def __init__(self, directory: str | Path, threads: int | None = None) -> None:
+    def __init__(self, directory: str | Path, threads: int | None = None, files: Mapping[str, str] | None = None) -> None:
         super().__init__(read_layout(directory), str(directory))
         root = Path(directory)
-        graphs = self.layout["graphs"]
-        self.sessions = {name: cpu_session(root / graphs[name]["file"], threads) for name in self._needed()}
+        graphs, files = self.layout["graphs"], files or {}
+        self.sessions = {name: cpu_session(root / files.get(name, cpu_graph_file(root, graphs[name])), threads) for name in self._needed()}
 
     def _needed(self) -> tuple[str, ...]:
         return ("unet",) if self.family == "unet" else ("encoder", "decoder")

@@ -42,8 +42,9 @@ def test_bundle_records_files_tensors_provenance_licences_and_accuracy(unet_bund
     assert manifest.files["variants/onnx-fp32/unet.onnx"] == export.files["unet.onnx"]
     assert manifest.files["variants/onnx-fp32/manifest.json"] == sha256_file(unet_run / "export" / "manifest.json")
     assert set(members) == {*manifest.files, "manifest.json", "manifest.sig"}
-    assert manifest.sizes == {name: len(members[name]) for name in manifest.files} and manifest.schema == 2
+    assert manifest.sizes == {name: len(members[name]) for name in manifest.files} and manifest.schema == 3
     (graph,) = variant.graphs
+    assert (graph.file, graph.runtime) == ("unet.onnx", "onnx")
     assert [(t.name, t.shape, t.dtype) for t in graph.inputs] == [("image", ["batch", 4, 256, 256], "float32")]
     assert variant.validation["min_mask_dsc"] >= 0.99 and variant.onnxruntime == export.software["onnxruntime"]
     assert (manifest.model.id, manifest.model.version, manifest.model.architecture) == ("unet", "1.2.0", "unet")

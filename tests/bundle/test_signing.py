@@ -86,8 +86,9 @@ def test_the_schema_refuses_unknown_missing_newer_and_dangling(unet_bundle):
     cases = [
         (lambda v: v.update(extra=1), "manifest: unknown key 'extra'"),
         (lambda v: v["model"].pop("version"), "manifest.model: missing key 'version'"),
-        (lambda v: v.update(schema=1), "bundle schema 1 is not the one this medkd reads (2): pack the bundle again with this medkd"),
-        (lambda v: v.update(schema=3), "bundle schema 3 is not the one this medkd reads (2)"),
+        (lambda v: v.update(schema=1), "bundle schema 1 is not one this medkd reads (2, 3): pack the bundle again with this medkd"),
+        (lambda v: v.update(schema=4), "bundle schema 4 is not one this medkd reads (2, 3)"),
+        (lambda v: v["variants"][0]["graphs"][0].pop("runtime"), "manifest.variants[onnx-fp32].graphs[unet].runtime: one of onnx, onnxruntime-cpu, tensorrt"),
         (lambda v: v["sizes"].pop("MODEL_CARD.md"), "manifest.sizes: no size for MODEL_CARD.md"),
         (lambda v: v["sizes"].update({"extra.onnx": 1}), "manifest.sizes: extra.onnx is not among the hashed files"),
         (lambda v: v["sizes"].update({"MODEL_CARD.md": -1}), "manifest.sizes[MODEL_CARD.md]: expected a size in bytes, got -1"),
@@ -103,3 +104,9 @@ def test_the_schema_refuses_unknown_missing_newer_and_dangling(unet_bundle):
         change(edited)
         with pytest.raises(BadInput, match=re.escape(message)):
             parse_manifest(canonical_bytes(edited))
+    schema_2 = json.loads(members["manifest.json"])  # as packed before graphs named their runtime
+    schema_2["schema"] = 2
+    for variant in schema_2["variants"]:
+        for graph in variant["graphs"]:
+            graph.pop("runtime")
+    assert parse_manifest(canonical_bytes(schema_2)).variants[0].graphs[0].runtime is None

@@ -3,6 +3,7 @@ the file on disk untouched."""
 
 from __future__ import annotations
 
+import collections
 import hashlib
 
 import numpy as np
@@ -10,12 +11,17 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from medkd.errors import MedkdError
 from medkd.runtime.cpu_lowering import (
+    INTEGER_KERNELS,
+    cpu_file_name,
     cpu_model,
     fuse_erf_gelu,
     integer_matmuls,
+    is_lowered,
     lower_for_cpu,
     unsigned_activations,
+    write_cpu_graph,
 )
 from medkd.runtime.onnx_runtime import cpu_options, cpu_session
 from medkd.quantize.backends import ort_quantize
@@ -160,3 +166,34 @@ def test_integer_matmul_folds_its_bias(block_graphs):
     (node,) = [n for n in model.graph.node if n.op_type == "MatMulIntegerToFloat"]
     assert len(node.input) == 7 and not any(n.op_type == "MatMul" for n in model.graph.node)
     assert "/proj/Add" not in {n.name for n in model.graph.node}
+
+
+def integer_kernel_report(model: onnx.ModelProto) -> tuple[collections.Counter, list[str]]:
+    """Integer kernels of a graph by op type, and the names of float ``Conv`` / ``MatMul`` / ``Gemm`` nodes
+    that still read a dequantized tensor (what the lowering replaces)."""
+    kernels = collections.Counter(n.op_type for n in model.graph.node if n.op_type in INTEGER_KERNELS)
+    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    left = [n.name for n in model.graph.node if n.op_type in ("Conv", "MatMul", "Gemm") and dequantized & set(n.input)]
+    return kernels, left
+
+
+def test_the_written_cpu_graph_holds_the_integer_kernels_and_runs_as_lowered(block_graphs, tmp_path):
+    _, int8, _, feeds = block_graphs
+    target = tmp_path / cpu_file_name("int8.onnx")
+    assert target.name == "int8.cpu.onnx"
+    assert write_cpu_graph(int8, target) == {"unsigned_activations": 7, "gelu": 2, "matmul_integer_to_float": 1}
+    model = onnx.load(str(target))
+    kernels, left = integer_kernel_report(model)
+    assert kernels == {"QLinearConv": 3, "MatMulIntegerToFloat": 1} and left == []  # conv1, dw, conv2 and proj
+    assert is_lowered(model) and cpu_model(target) == str(target)  # medkd loads it as it is
+    plain = ort.InferenceSession(str(target))  # what a user without medkd runs
+    lowered = cpu_session(int8, 1)
+    for feed in feeds:
+        np.testing.assert_allclose(plain.run(None, feed)[0], lowered.run(None, feed)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_only_quantized_graphs_are_written_lowered(block_graphs, tmp_path):
+    fp32, _, _, _ = block_graphs
+    with pytest.raises(MedkdError, match="holds no QuantizeLinear nodes"):
+        write_cpu_graph(fp32, tmp_path / "fp32.cpu.onnx")
+    assert not (tmp_path / "fp32.cpu.onnx").exists()

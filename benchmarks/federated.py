@@ -1,0 +1,146 @@
+"""Federated against centralised adaptation of the real teacher, the datasets of ../shared/data as
+sites: test DSC per site against zero-shot LiteMedSAM, and the bytes sent against full weights.
+
+    python benchmarks/federated.py --data runs/reference-cpu/data.jsonl --work runs/federated
+
+Both runs start from ``recipes/litemedsam-adapt.yaml`` with ``--method`` (LoRA by default), no
+warm-up and the same learning rate: the federated run trains ``--rounds`` rounds of ``--local-steps``
+steps at every site (Flower's FedAvg, or ``--aggregation fedprox``); the centralised run trains as
+many steps in all (sites x rounds x local steps) on the pooled training objects, so both see the same
+number of images. Evaluation: ``medkd eval`` on the test split, the first ``--limit`` objects of each
+dataset, box prompts. Finished steps are skipped on a re-run; the JSON is rewritten after each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from medkd.artifacts import atomic_write_json, read_manifest, software_versions  # noqa: E402
+from medkd.bench import device_info  # noqa: E402
+from medkd.bench.suite import results_path  # noqa: E402
+from medkd.cli import run  # noqa: E402
+from medkd.config import load_yaml  # noqa: E402
+from medkd.data import load_manifest  # noqa: E402
+from medkd.evaluation.scores import MIN_OBJECTS, dataset_scores  # noqa: E402
+
+KIND = "medkd.bench.federated"
+RECIPE = ROOT / "recipes" / "litemedsam-adapt.yaml"
+
+
+def _medkd(*args: str) -> None:
+    code = run(list(args))
+    if code != 0:
+        raise SystemExit(f"medkd {' '.join(args[:2])} exited with {code}")
+
+
+def recipe(work: Path, name: str, args: argparse.Namespace, federated: bool) -> Path:
+    """The adapt recipe of one run: the repository's, with this benchmark's budget (no validation)."""
+    section = load_yaml(RECIPE)["adapt"]
+    section.update(method=args.method, val_objects=0)
+    section["train"] = {**section["train"], "lr": args.lr, "warmup_steps": 0, "batch_size": args.batch, "bf16": True}
+    if federated:
+        section["train"]["steps"] = args.local_steps
+        section["federated"] = {"rounds": args.rounds, "aggregation": args.aggregation, "sites": "dataset"}
+    else:
+        section["train"]["steps"] = args.sites * args.rounds * args.local_steps
+    path = work / f"{name}.recipe.json"
+    atomic_write_json(path, {"adapt": section})
+    return path
+
+
+def adapt(name: str, data: Path, work: Path, args: argparse.Namespace, federated: bool) -> float:
+    """Wall seconds of ``medkd adapt`` into ``work/name``, kept beside it for re-runs."""
+    out, wall = work / name, work / f"{name}-wall.json"
+    if (out / "manifest.json").is_file() and wall.is_file():
+        return float(json.loads(wall.read_text())["seconds"])
+    started = time.monotonic()
+    _medkd("adapt", "--recipe", str(recipe(work, name, args, federated)), "--data", str(data), "--out", str(out))
+    seconds = time.monotonic() - started
+    atomic_write_json(wall, {"seconds": round(seconds, 1)})
+    return seconds
+
+
+def evaluate(model: str, data: Path, out: Path, limit: int) -> dict[str, Any]:
+    if not out.is_file():
+        _medkd("eval", "--model", model, "--data", str(data), "--split", "test", "--limit", str(limit), "--out", str(out))
+    return json.loads(out.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="Data manifest of ../shared/data (medkd data index).")
+    parser.add_argument("--work", type=Path, default=Path("runs/federated"), help="Where artifacts and eval reports go.")
+    parser.add_argument("--method", default="lora", choices=("lora", "adapter", "decoder", "full"))
+    parser.add_argument("--aggregation", default="fedavg", choices=("fedavg", "fedprox"))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--local-steps", type=int, default=3, help="Steps at every site in every round.")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--limit", type=int, default=10, help="Test objects per dataset (manifest order).")
+    parser.add_argument("--out", type=Path, help="Results JSON (default: benchmarks/results/federated-<method>-<date>-<device>.json).")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    manifest = load_manifest(args.data)
+    sites = sorted({row.dataset for row in manifest.select("train")})
+    args.sites = len(sites)
+    device = device_info()
+    out = args.out or results_path(ROOT / "benchmarks" / "results", f"federated-{args.method}", device)
+    results: dict[str, Any] = {
+        "kind": KIND,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": device,
+        "software": software_versions(),
+        "recipe": str(RECIPE.relative_to(ROOT)),
+        "sites": sites,
+        "data": {"split": "test", "limit_per_dataset": args.limit, "prompt": "box", "min_objects": MIN_OBJECTS},
+        "budget": {
+            "method": args.method,
+            "aggregation": args.aggregation,
+            "rounds": args.rounds,
+            "local_steps": args.local_steps,
+            "batch_size": args.batch,
+            "lr": args.lr,
+            "centralised_steps": args.sites * args.rounds * args.local_steps,
+        },
+        "runs": {},
+    }
+    zero_shot = evaluate("litemedsam", args.data, args.work / "zero-shot.json", args.limit)
+    results["runs"]["zero-shot"] = {"test": dataset_scores(zero_shot["summary"])}
+    atomic_write_json(out, results)
+    for name, federated in (("federated", True), ("centralised", False)):
+        artifact = f"{args.method}-{name}"
+        seconds = adapt(artifact, args.data, args.work, args, federated)
+        report = evaluate(str(args.work / artifact), args.data, args.work / f"{artifact}.json", args.limit)
+        metrics = read_manifest(args.work / artifact).metrics
+        results["runs"][name] = {
+            "trainable_params": metrics["trainable_params"],
+            "total_params": metrics["total_params"],
+            "wall_seconds": round(seconds, 1),
+            "train_seconds": metrics.get("train_seconds_this_session"),
+            "cache": metrics.get("cache"),
+            "federated": metrics.get("federated"),
+            "test": dataset_scores(report["summary"]),
+        }
+        atomic_write_json(out, results)
+    results["dsc_per_site"] = {
+        site: {name: run_["test"]["by_dataset"].get(site, {}).get("dsc") for name, run_ in results["runs"].items()} for site in sites
+    }
+    atomic_write_json(out, results)
+    communication = results["runs"]["federated"]["federated"]["communication"]
+    for site, row in results["dsc_per_site"].items():
+        print(f"{site:<18}" + "  ".join(f"{name} {value:.3f}" if value is not None else f"{name} -" for name, value in row.items()))
+    print(f"sent {communication['total_bytes']:,} bytes in all against {communication['full_weights_total_bytes']:,} for full weights")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -14,32 +14,22 @@ dataset, box prompts. Finished steps are skipped on a re-run; the JSON is rewrit
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from medkd.artifacts import atomic_write_json, read_manifest, software_versions  # noqa: E402
+from adapt_methods import RECIPE, evaluate, results_header, timed_adapt  # noqa: E402  (this folder's: the same steps)
+from medkd.artifacts import atomic_write_json, read_manifest  # noqa: E402
 from medkd.bench import device_info  # noqa: E402
 from medkd.bench.suite import results_path  # noqa: E402
-from medkd.cli import run  # noqa: E402
 from medkd.config import load_yaml  # noqa: E402
 from medkd.data import load_manifest  # noqa: E402
-from medkd.evaluation.scores import MIN_OBJECTS, dataset_scores  # noqa: E402
+from medkd.evaluation.scores import dataset_scores  # noqa: E402
 
 KIND = "medkd.bench.federated"
-RECIPE = ROOT / "recipes" / "litemedsam-adapt.yaml"
-
-
-def _medkd(*args: str) -> None:
-    code = run(list(args))
-    if code != 0:
-        raise SystemExit(f"medkd {' '.join(args[:2])} exited with {code}")
 
 
 def recipe(work: Path, name: str, args: argparse.Namespace, federated: bool) -> Path:
@@ -58,21 +48,8 @@ def recipe(work: Path, name: str, args: argparse.Namespace, federated: bool) -> 
 
 
 def adapt(name: str, data: Path, work: Path, args: argparse.Namespace, federated: bool) -> float:
-    """Wall seconds of ``medkd adapt`` into ``work/name``, kept beside it for re-runs."""
-    out, wall = work / name, work / f"{name}-wall.json"
-    if (out / "manifest.json").is_file() and wall.is_file():
-        return float(json.loads(wall.read_text())["seconds"])
-    started = time.monotonic()
-    _medkd("adapt", "--recipe", str(recipe(work, name, args, federated)), "--data", str(data), "--out", str(out))
-    seconds = time.monotonic() - started
-    atomic_write_json(wall, {"seconds": round(seconds, 1)})
-    return seconds
-
-
-def evaluate(model: str, data: Path, out: Path, limit: int) -> dict[str, Any]:
-    if not out.is_file():
-        _medkd("eval", "--model", model, "--data", str(data), "--split", "test", "--limit", str(limit), "--out", str(out))
-    return json.loads(out.read_text())
+    """Wall seconds of ``medkd adapt`` into ``work/name`` (skipped when done)."""
+    return timed_adapt(work / name, "--recipe", str(recipe(work, name, args, federated)), "--data", str(data))
 
 
 def main() -> None:
@@ -95,13 +72,8 @@ def main() -> None:
     device = device_info()
     out = args.out or results_path(ROOT / "benchmarks" / "results", f"federated-{args.method}", device)
     results: dict[str, Any] = {
-        "kind": KIND,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": device,
-        "software": software_versions(),
-        "recipe": str(RECIPE.relative_to(ROOT)),
+        **results_header(KIND, device, args.limit),
         "sites": sites,
-        "data": {"split": "test", "limit_per_dataset": args.limit, "prompt": "box", "min_objects": MIN_OBJECTS},
         "budget": {
             "method": args.method,
             "aggregation": args.aggregation,

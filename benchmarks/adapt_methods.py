@@ -45,17 +45,34 @@ def _medkd(*args: str) -> None:
         raise SystemExit(f"medkd {' '.join(args[:2])} exited with {code}")
 
 
-def adapt(method: str, data: Path, out: Path, args: argparse.Namespace) -> float:
-    """Wall seconds of ``medkd adapt`` into ``out``, kept beside it for re-runs."""
+def timed_adapt(out: Path, *args: str) -> float:
+    """Wall seconds of ``medkd adapt ARGS --out OUT``, kept beside ``out`` so that a re-run skips it."""
     wall = out.with_name(f"{out.name}-wall.json")
     if (out / "manifest.json").is_file() and wall.is_file():
         return float(json.loads(wall.read_text())["seconds"])
-    budget = [] if method == "decoder" else ["--steps", str(args.encoder_steps), "--batch-size", str(args.encoder_batch), "--bf16"]
     started = time.monotonic()
-    _medkd("adapt", "--recipe", str(RECIPE), "--method", method, "--data", str(data), "--out", str(out), "--resume", *budget)
+    _medkd("adapt", *args, "--out", str(out))
     seconds = time.monotonic() - started
     atomic_write_json(wall, {"seconds": round(seconds, 1)})
     return seconds
+
+
+def adapt(method: str, data: Path, out: Path, args: argparse.Namespace) -> float:
+    """Wall seconds of ``medkd adapt`` of ``method`` into ``out``."""
+    budget = [] if method == "decoder" else ["--steps", str(args.encoder_steps), "--batch-size", str(args.encoder_batch), "--bf16"]
+    return timed_adapt(out, "--recipe", str(RECIPE), "--method", method, "--data", str(data), "--resume", *budget)
+
+
+def results_header(kind: str, device: dict[str, Any], limit: int) -> dict[str, Any]:
+    """What a results JSON of LiteMedSAM adaptation says first: its kind, when, where, with what."""
+    return {
+        "kind": kind,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": device,
+        "software": software_versions(),
+        "recipe": str(RECIPE.relative_to(ROOT)),
+        "data": {"split": "test", "limit_per_dataset": limit, "prompt": "box", "min_objects": MIN_OBJECTS},
+    }
 
 
 def evaluate(model: str, data: Path, out: Path, limit: int) -> dict[str, Any]:
@@ -113,12 +130,7 @@ def main() -> None:
     device = device_info()
     out = args.out or results_path(ROOT / "benchmarks" / "results", "adapt-methods", device)
     results: dict[str, Any] = {
-        "kind": KIND,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": device,
-        "software": software_versions(),
-        "recipe": str(RECIPE.relative_to(ROOT)),
-        "data": {"split": "test", "limit_per_dataset": args.limit, "prompt": "box", "min_objects": MIN_OBJECTS},
+        **results_header(KIND, device, args.limit),
         "budget": {"encoder_steps": args.encoder_steps, "encoder_batch": args.encoder_batch},
         "methods": {},
     }

@@ -1,5 +1,6 @@
 """The README's results tables, generated from results JSON of ``benchmarks/reference_results.py``,
-``benchmarks/reference_speed.py``, ``benchmarks/adapt_methods.py``, ``benchmarks/litemedsam_zero_shot.py`` and ``benchmarks/volumes.py``.
+``benchmarks/reference_speed.py``, ``benchmarks/adapt_methods.py``, ``benchmarks/federated.py``,
+``benchmarks/litemedsam_zero_shot.py`` and ``benchmarks/volumes.py``.
 
     python benchmarks/readme_results.py            # rewrite the table in README.md from the JSON it names
     python benchmarks/readme_results.py --check    # exit 1 if README.md differs from the JSON
@@ -163,7 +164,50 @@ def volumes_table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-TABLES = {ZERO_SHOT_KIND: zero_shot_table, REFERENCE_KIND: reference_table, ADAPT_KIND: adapt_table, SPEED_KIND: speed_table, VOLUMES_KIND: volumes_table}
+FEDERATED_KIND = "medkd.bench.federated"
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / 1e6:,.2f} MB"
+
+
+def federated_table(results: dict[str, Any]) -> str:
+    """Two markdown tables: test DSC per site of zero-shot, centralised and federated adaptation (the
+    site's test objects, small ones flagged), and the bytes the federated run sent against full weights."""
+    runs = results["runs"]
+    names = [name for name in ("zero-shot", "centralised", "federated") if name in runs]
+    first = runs["zero-shot"]["test"]
+    header = ["site (test objects)", *[f"DSC {name}" for name in names]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for site in results["sites"]:
+        cells = [_number(runs[name]["test"]["by_dataset"].get(site, {}).get("dsc"), 3) for name in names]
+        lines.append("| " + " | ".join([_flagged_name(site, first["by_dataset"][site]), *cells]) + " |")
+    means = [_number(runs[name]["test"]["mean_over_datasets"]["dsc"], 3) for name in names]
+    lines.append("| " + " | ".join(["*mean over sites*", *means]) + " |")
+    if "federated" not in runs:
+        return "\n".join(lines) + "\n"
+    sent = runs["federated"]["federated"]["communication"]
+    rounds = len(sent["per_round"])
+    lines += [
+        "",
+        f"| sent by the federated run ({rounds} rounds, {len(results['sites'])} sites, both ways) | per round | in all |",
+        "|---|---|---|",
+        f"| trainable parameters ({runs['federated']['trainable_params']:,}) | {_megabytes(sent['total_bytes'] // rounds)} | {_megabytes(sent['total_bytes'])} |",
+        f"| full weights instead ({_megabytes(sent['full_model_bytes'])} a message) | {_megabytes(sent['full_weights_total_bytes'] // rounds)} | "
+        f"{_megabytes(sent['full_weights_total_bytes'])} |",
+        f"| *share of full weights* | | {sent['fraction_of_full_weights']:.2%} |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {
+    ZERO_SHOT_KIND: zero_shot_table,
+    REFERENCE_KIND: reference_table,
+    ADAPT_KIND: adapt_table,
+    SPEED_KIND: speed_table,
+    VOLUMES_KIND: volumes_table,
+    FEDERATED_KIND: federated_table,
+}
 
 
 def table_for(results: dict[str, Any]) -> str:

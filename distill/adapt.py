@@ -43,8 +43,29 @@ from medkd.zoo.adapters import add_adapters, attention_blocks
 from medkd.zoo.artifact import architecture_kwargs
 
 Method = Literal["full", "decoder", "lora", "adapter"]
+Aggregation = Literal["fedavg", "fedprox"]
 LORA_TARGETS = r".*blocks\.\d+\.attn\.(qkv|proj)"
 LORA_DECODER_TARGETS = r".*(q_proj|k_proj|v_proj|out_proj)"
+
+
+@dataclass
+class FederatedConfig:
+    """Federated adaptation (``medkd adapt --federated``, see ``medkd.distill.federated``).
+
+    Each round every site trains ``train.steps`` local steps from the global trainable parameters
+    and sends them back; the server aggregates them (Flower's FedAvg, or FedProx with a proximal term
+    of weight ``proximal_mu`` in every site's loss). ``sites`` splits one manifest into simulated
+    sites: ``dataset`` (one per dataset) or ``subjects:N`` (N groups of subjects). With
+    ``dp_noise_multiplier`` > 0, Flower's server-side fixed-clipping DP wrapper clips every site's
+    update to ``dp_clipping_norm`` and adds Gaussian noise to the aggregate.
+    """
+
+    rounds: int = 3
+    aggregation: Aggregation = "fedavg"
+    proximal_mu: float = 0.01
+    sites: str = "dataset"
+    dp_noise_multiplier: float = 0.0
+    dp_clipping_norm: float = 1.0
 
 
 @dataclass
@@ -70,6 +91,7 @@ class AdaptConfig:
     fill_batch_size: int = 4
     teacher_bf16: bool = False
     train: TrainConfig = field(default_factory=TrainConfig)
+    federated: FederatedConfig | None = None
 
 
 class AdaptTask:
@@ -129,6 +151,25 @@ def trainable_fraction(model: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
+def training_task(
+    config: AdaptConfig, sam: nn.Module, rows: list, loader: RowLoader, preprocessing: Any, world: World
+) -> tuple[Dataset, AdaptTask, dict[str, Any]]:
+    """The training items of ``rows`` and the task that trains ``sam`` on them (the decoder method
+    on the teacher-target cache's embeddings, filled here first), with the cache's metrics."""
+    if config.method != "decoder":
+        dataset = ObjectDataset(rows, loader, preprocessing, train=True, seed=config.train.seed)
+        return dataset, AdaptTask(BoxPromptedSam(sam)), {}
+    cache = EmbeddingCache(config.cache_dir or default_teacher_cache(), int(config.cache_shard_mb * (1 << 20)))
+    architecture = architecture_kwargs(config.teacher, config.checkpoint, config.model_kwargs)
+    keys, filled = cached_targets(
+        sam.to(world.device), config.teacher, architecture, "embedding", rows, loader, preprocessing,
+        cache, world, config.fill_batch_size, config.teacher_bf16,
+    )  # fmt: skip
+    items = ObjectDataset(rows, loader, preprocessing)
+    dataset = CachedTargetDataset(items, keys, cache, config.train.seed)
+    return dataset, AdaptTask(CachedEmbeddingSam(sam)), {"cache": {"directory": str(cache.directory), **filled}}
+
+
 def run_adapt(config: AdaptConfig, data: Path, out: Path, world: World, resume: bool = False) -> dict[str, Any]:
     """Train, validate and write the teacher artifact into ``out``; returns its metrics."""
     if (out / MANIFEST_NAME).exists():
@@ -136,6 +177,14 @@ def run_adapt(config: AdaptConfig, data: Path, out: Path, world: World, resume: 
         if done.config.get("adapt") != asdict(config):
             raise BadInput(f"{out} holds a teacher made with another configuration; choose another --out")
         return {**done.metrics, "skipped": True}
+    if config.federated is not None:
+        try:
+            from medkd.distill.federated_local import run_federated_adapt
+        except ImportError as exc:
+            if (exc.name or "").split(".")[0] != "flwr":
+                raise
+            raise BadInput("federated adaptation needs Flower: pip install 'medkd[federated]'") from exc
+        return run_federated_adapt(config, data, out, world)
     manifest = load_manifest(data)
     loader = RowLoader(manifest, ArrayCache(default_cache_dir()))
     train_rows = capped_per_dataset(manifest.select("train", config.datasets), config.max_objects_per_dataset)
@@ -147,21 +196,7 @@ def run_adapt(config: AdaptConfig, data: Path, out: Path, world: World, resume: 
     trainable, total = trainable_fraction(sam)
     preprocessing = trained_preprocessing(config.teacher, config.model_kwargs, config.crop, config.checkpoint)
     out.mkdir(parents=True, exist_ok=True)
-    metrics: dict[str, Any] = {}
-    if config.method == "decoder":
-        cache = EmbeddingCache(config.cache_dir or default_teacher_cache(), int(config.cache_shard_mb * (1 << 20)))
-        architecture = architecture_kwargs(config.teacher, config.checkpoint, config.model_kwargs)
-        keys, filled = cached_targets(
-            sam.to(world.device), config.teacher, architecture, "embedding", train_rows, loader, preprocessing,
-            cache, world, config.fill_batch_size, config.teacher_bf16,
-        )  # fmt: skip
-        metrics["cache"] = {"directory": str(cache.directory), **filled}
-        items = ObjectDataset(train_rows, loader, preprocessing)
-        dataset: Dataset = CachedTargetDataset(items, keys, cache, config.train.seed)
-        task = AdaptTask(CachedEmbeddingSam(sam))
-    else:
-        dataset = ObjectDataset(train_rows, loader, preprocessing, train=True, seed=config.train.seed)
-        task = AdaptTask(BoxPromptedSam(sam))
+    dataset, task, metrics = training_task(config, sam, train_rows, loader, preprocessing, world)
     weights = dataset_balancing_weights([row.dataset for row in train_rows]) if config.balance_datasets else None
     trainer = Trainer(task, dataset, config.train, out, world, sample_weights=weights)
     started = time.monotonic()
@@ -175,23 +210,42 @@ def run_adapt(config: AdaptConfig, data: Path, out: Path, world: World, resume: 
         train_items=len(dataset),
     )
     if world.is_main:
-        validation = sampled(val_rows, config.val_objects)
-        if validation:
-            result = evaluate(wrap_module(sam, config.teacher, preprocessing, world.device), validation, loader)
-            metrics["val"] = result.summary
-        inputs = [ArtifactInput(kind="data-manifest", path=str(data), sha256=sha256_file(data))]
-        if config.checkpoint:
-            inputs.append(ArtifactInput(kind="checkpoint", path=str(config.checkpoint), sha256=sha256_file(config.checkpoint)))
-        save_model_artifact(
-            sam.cpu(),
-            out,
-            name=config.teacher,
-            kind="teacher",
-            model_kwargs=config.model_kwargs,
-            config={"adapt": asdict(config)},
-            inputs=inputs,
-            metrics=metrics,
-            preprocessing=preprocessing,
-        )
+        metrics.update(validate_teacher(config, sam, val_rows, loader, preprocessing, world))
+        save_teacher(config, sam, out, teacher_inputs(config, data), metrics, preprocessing)
     trainer.finish()
     return metrics
+
+
+def validate_teacher(
+    config: AdaptConfig, sam: nn.Module, rows: list, loader: RowLoader, preprocessing: Any, world: World
+) -> dict[str, Any]:
+    """``{"val": summary}`` of the finalised teacher on about ``config.val_objects`` of ``rows`` (``{}`` if none)."""
+    validation = sampled(rows, config.val_objects)
+    if not validation:
+        return {}
+    return {"val": evaluate(wrap_module(sam, config.teacher, preprocessing, world.device), validation, loader).summary}
+
+
+def teacher_inputs(config: AdaptConfig, data: Path | None) -> list[ArtifactInput]:
+    """What an adapted teacher was made from: the data manifest (where one was read) and the checkpoint."""
+    inputs = [ArtifactInput(kind="data-manifest", path=str(data), sha256=sha256_file(data))] if data else []
+    if config.checkpoint:
+        inputs.append(ArtifactInput(kind="checkpoint", path=str(config.checkpoint), sha256=sha256_file(config.checkpoint)))
+    return inputs
+
+
+def save_teacher(
+    config: AdaptConfig, sam: nn.Module, out: Path, inputs: list[ArtifactInput], metrics: dict[str, Any], preprocessing: Any
+) -> None:
+    """Write the finalised teacher into ``out`` as the model artifact distill / quantize / pack take."""
+    save_model_artifact(
+        sam.cpu(),
+        out,
+        name=config.teacher,
+        kind="teacher",
+        model_kwargs=config.model_kwargs,
+        config={"adapt": asdict(config)},
+        inputs=inputs,
+        metrics=metrics,
+        preprocessing=preprocessing,
+    )

@@ -96,6 +96,16 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
+def _usage_error() -> type[Exception]:
+    """What typer raises for a usage error: its own ``TyperException`` from 0.22 on (it carries its
+    own click), click's ``ClickException`` before (the typer that Flower, ``medkd[federated]``, pins)."""
+    if hasattr(typer, "TyperException"):
+        return typer.TyperException
+    import click
+
+    return click.ClickException
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` and return its exit code (used by ``main`` and by tests)."""
     command = typer.main.get_command(app)
@@ -108,7 +118,7 @@ def run(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except typer.Abort:
         return _fail("interrupted", 130)
-    except typer.TyperException as exc:  # usage errors: unknown option, missing argument, bad value
+    except _usage_error() as exc:  # usage errors: unknown option, missing argument, bad value
         exc.show()
         return exc.exit_code
     except BadInput as exc:

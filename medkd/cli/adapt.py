@@ -22,7 +22,7 @@ from medkd.cli.training import (
     run_stage,
     stage_values,
 )
-from medkd.config import from_mapping
+from medkd.config import from_mapping, merge
 from medkd.errors import BadInput
 
 
@@ -42,6 +42,10 @@ def adapt_command(
     checkpoint_every: CheckpointEvery = None,
     bf16: Bf16 = None,
     resume: Resume = False,
+    federated: bool = typer.Option(None, "--federated/--no-federated", help="Adapt across sites on Flower (recipe key adapt.federated)."),
+    rounds: int = typer.Option(None, "--rounds", help="Federated rounds; every site trains --steps local steps a round."),
+    sites: str = typer.Option(None, "--sites", help="Simulated sites: dataset (one per dataset) | subjects:N."),
+    aggregation: str = typer.Option(None, "--aggregation", help="fedavg | fedprox."),
 ) -> None:
     """Adapt a teacher with the MedSAM recipe: box prompts, Dice + BCE, prompt encoder frozen."""
     from medkd.distill.adapt import AdaptConfig, run_adapt
@@ -58,6 +62,13 @@ def adapt_command(
         },
         {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "checkpoint_every": checkpoint_every, "bf16": bf16},
     )
+    federated_flags = {"rounds": rounds, "sites": sites, "aggregation": aggregation}
+    if federated is False:
+        values["federated"] = None
+    elif federated or values.get("federated") is not None:
+        values["federated"] = merge(values.get("federated") or {}, federated_flags)
+    elif any(value is not None for value in federated_flags.values()):
+        raise BadInput("--rounds, --sites and --aggregation need --federated")
     if "teacher" not in values:
         raise BadInput("name the teacher with --teacher or in the recipe's adapt section")
     run_stage(run_adapt, from_mapping(AdaptConfig, values, where="adapt"), data, out, resume, "teacher")

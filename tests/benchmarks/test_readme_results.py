@@ -84,3 +84,22 @@ def test_volumes_table_cells_come_from_the_json() -> None:
     lines = readme_results.table_for(results).splitlines()
     assert lines[0].startswith("| model | runtime | objects | 3D DSC |")
     assert lines[2] == "| student INT8 | ONNX Runtime | 10 | 0.812 | 0.900 | 2.35 | 0.31 | 812 | 790–851 |"
+
+
+def test_federated_table_gives_dsc_per_site_and_bytes_against_full_weights() -> None:
+    def run(ct: float, us: float, **extra) -> dict:
+        return {"test": {"by_dataset": {"ct": {"dsc": ct, "objects": 3, "flagged": True}, "us": {"dsc": us, "objects": 40, "flagged": False}},
+                         "mean_over_datasets": {"dsc": (ct + us) / 2}}, **extra}  # fmt: skip
+
+    sent = {"per_round": [{}, {}], "total_bytes": 4_000_000, "full_model_bytes": 50_000_000, "full_weights_total_bytes": 400_000_000, "fraction_of_full_weights": 0.01}
+    results = {
+        "kind": readme_results.FEDERATED_KIND,
+        "sites": ["ct", "us"],
+        "runs": {"zero-shot": run(0.5, 0.9), "federated": run(0.6, 0.8, trainable_params=1234, federated={"communication": sent}), "centralised": run(0.7, 0.9)},
+    }
+    lines = readme_results.table_for(results).splitlines()
+    assert lines[0] == "| site (test objects) | DSC zero-shot | DSC centralised | DSC federated |"
+    assert lines[2:5] == ["| ct (3, flagged) | 0.500 | 0.700 | 0.600 |", "| us (40) | 0.900 | 0.900 | 0.800 |", "| *mean over sites* | 0.700 | 0.800 | 0.700 |"]
+    assert lines[8] == "| trainable parameters (1,234) | 2.00 MB | 4.00 MB |"
+    assert lines[9] == "| full weights instead (50.00 MB a message) | 200.00 MB | 400.00 MB |"
+    assert lines[10] == "| *share of full weights* | | 1.00% |"

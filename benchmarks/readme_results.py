@@ -64,17 +64,22 @@ def _flagged_name(dataset: str, entry: dict[str, Any]) -> str:
     return f"{dataset} ({entry['objects']}, flagged)" if entry["flagged"] else f"{dataset} ({entry['objects']})"
 
 
+def _volumes(scores: dict[str, Any] | None) -> str:
+    return "–" if not scores else f"{_number(scores['dsc'], 3)} / {_number(scores.get('nsd'), 3)} ({scores['objects']})"
+
+
 def reference_table(results: dict[str, Any]) -> str:
     """A markdown table: one row per evaluated model of the reference run, DSC per dataset (objects),
     means over datasets (all, and without the flagged ones) and over objects, NSD, agreement with the
-    teacher, the share of the teacher's DSC, encoder GFLOPs and ONNX Runtime encoder latency."""
+    teacher, the share of the teacher's DSC, encoder GFLOPs and the per-volume 3D scores where the eval
+    scored volumes (latency: :func:`speed_table`)."""
     models = results["models"]
     first = models[0]["test"]["by_dataset"]
     datasets = sorted(first)
     header = [
         "model", "method", "phase", "runtime", *[f"DSC {_flagged_name(d, first[d])}" for d in datasets],
         "DSC mean (datasets)", "DSC mean (datasets, flagged out)", "DSC mean (objects)", "NSD mean (datasets, flagged out)",
-        "agreement DSC (datasets, flagged out)", "agreement DSC (objects)", "of teacher", "encoder GFLOPs", "encoder p50 (ms)",
+        "agreement DSC (datasets, flagged out)", "agreement DSC (objects)", "of teacher", "encoder GFLOPs", "3D DSC / NSD (volume objects)",
     ]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for entry in models:
@@ -95,7 +100,7 @@ def reference_table(results: dict[str, Any]) -> str:
             _number(objects.get("agreement_dsc"), 3),
             "–" if fraction is None or entry["role"] == "teacher" else f"{fraction:.1%}",
             _number(entry["profile"]["encoder_gflops"], 1),
-            _number(entry["latency_p50_ms"].get("encoder", entry["latency_p50_ms"].get("unet")), 1),
+            _volumes(entry.get("volumes")),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -71,6 +71,15 @@ def _latency(bench: Path) -> dict[str, float]:
     return {entry["graph"]: entry["latency_ms"]["p50"] for entry in document.get("entries", [])}
 
 
+def volume_scores(report: dict[str, Any]) -> dict[str, Any] | None:
+    """Mean 3D DSC / NSD / HD95 over the volume objects an eval report scored (None without volumes)."""
+    summary = (report.get("volumes") or {}).get("summary")
+    if not summary or not summary.get("overall"):
+        return None
+    overall = summary["overall"]
+    return {"objects": overall["dsc"]["n"], **{metric: overall[metric]["mean"] for metric in ("dsc", "nsd", "hd95") if metric in overall}}
+
+
 def model_entry(run: Path, report_path: Path) -> dict[str, Any]:
     report = json.loads(report_path.read_text())
     label = report_path.stem
@@ -89,6 +98,7 @@ def model_entry(run: Path, report_path: Path) -> dict[str, Any]:
         "profile": profile,
         "latency_p50_ms": _latency(run / "bench" / f"{label}.json"),
         "test": dataset_scores(report["summary"], METRICS, MIN_OBJECTS),
+        "volumes": volume_scores(report),
     }
 
 

@@ -38,7 +38,8 @@ REFERENCE = "teacher-export"
 def deployables(run: Path) -> dict[str, Path]:
     """``<model>-export`` / ``<model>-int8`` -> folder, the teacher first, for every exported model of the run."""
     folders = {"teacher": run / "teacher-deploy"}
-    folders |= {path.parent.name: path.parent for path in sorted(run.glob("*/export/manifest.json")) if path.parent.parent.name != "teacher-deploy"}
+    exported = (path.parent.parent for path in sorted(run.glob("*/export/manifest.json")))
+    folders |= {folder.name: folder for folder in exported if folder.name != "teacher-deploy"}
     found = {}
     for model, folder in folders.items():
         for kind in ("export", "int8"):

@@ -27,7 +27,8 @@ def _scores(ct: float, us: float, agreement: float | None = None) -> dict:
 def test_reference_table_cells_come_from_the_json() -> None:
     def entry(label: str, role: str, test: dict, fraction: float | None, latency: dict) -> dict:
         return {"label": label, "role": role, "method": "decoupled", "phase": "fine-tuned on ground truth", "runtime": "ONNX Runtime INT8",
-                "test": test, "dsc_of_teacher": fraction, "profile": {"encoder_gflops": 6.46}, "latency_p50_ms": latency}  # fmt: skip
+                "test": test, "dsc_of_teacher": fraction, "profile": {"encoder_gflops": 6.46}, "latency_p50_ms": latency,
+                "volumes": {"objects": 4, "dsc": 0.6, "nsd": 0.75, "hd95": 5.0} if role == "student" else None}  # fmt: skip
 
     results = {
         "kind": readme_results.REFERENCE_KIND,
@@ -35,11 +36,11 @@ def test_reference_table_cells_come_from_the_json() -> None:
     }
     lines = readme_results.table_for(results).splitlines()
     assert lines[0].startswith("| model | method | phase | runtime | DSC ct (3, flagged) | DSC us (40) | DSC mean (datasets) |")
-    assert lines[2].endswith("| 0.600 | 0.900 | 0.750 | 0.900 | 0.879 | 0.900 | – | – | – | 6.5 | 700.0 |")
+    assert lines[2].endswith("| 0.600 | 0.900 | 0.750 | 0.900 | 0.879 | 0.900 | – | – | – | 6.5 | – |")
     # means 0.655 over datasets, 0.81 without the flagged one, 0.788 over objects; 90% of the teacher
     assert lines[3] == (
         "| `tinyvit-256-int8` | decoupled | fine-tuned on ground truth | ONNX Runtime INT8 | 0.500 | 0.810 | 0.655 | 0.810 | 0.788 | 0.810"
-        " | 0.930 | 0.930 | 90.0% | 6.5 | 80.0 |"
+        " | 0.930 | 0.930 | 90.0% | 6.5 | 0.600 / 0.750 (4) |"
     )
 
 

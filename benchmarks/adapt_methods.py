@@ -77,7 +77,7 @@ def results_header(kind: str, device: dict[str, Any], limit: int) -> dict[str, A
 
 def evaluate(model: str, data: Path, out: Path, limit: int) -> dict[str, Any]:
     if not out.is_file():
-        _medkd("eval", "--model", model, "--data", str(data), "--split", "test", "--crop", "box", "--limit", str(limit), "--out", str(out))
+        _medkd("eval", "--model", model, "--data", str(data), "--split", "test", "--crop", "box", "--limit", str(limit), "--no-volumes", "--out", str(out))
     return json.loads(out.read_text())
 
 

@@ -91,10 +91,13 @@ def scores_on(report: dict[str, Any], ids: set[str]) -> dict[str, Any]:
 
 
 def reused(run: Path) -> tuple[Path, float, dict[str, Any], dict[str, Any]]:
-    """The run's adapted teacher, its adapt stage's seconds, and its zero-shot and teacher evaluations."""
+    """The run's adapted teacher, its adapt stage's seconds, and its zero-shot and teacher evaluations (the
+    teacher in PyTorch, or its ONNX export where the run evaluated what ships)."""
     stages = json.loads((run / "pipeline.json").read_text())["stages"]
-    reports = [json.loads((run / "eval" / f"{label}.json").read_text()) for label in ("litemedsam-zero-shot", "teacher")]
-    return run / "teacher", float(stages["adapt"]["seconds"]), reports[0], reports[1]
+    evaluated = run / "eval"
+    teacher = next(path for path in (evaluated / "teacher.json", evaluated / "teacher-export.json") if path.is_file())
+    zero_shot = json.loads((evaluated / "litemedsam-zero-shot.json").read_text())
+    return run / "teacher", float(stages["adapt"]["seconds"]), zero_shot, json.loads(teacher.read_text())
 
 
 def method_entry(artifact: Path, seconds: float, test: dict[str, Any]) -> dict[str, Any]:

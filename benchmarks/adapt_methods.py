@@ -111,7 +111,7 @@ def method_entry(artifact: Path, seconds: float, test: dict[str, Any]) -> dict[s
         "train": manifest.config["adapt"]["train"],
         "wall_seconds": round(seconds, 1),
         "train_seconds": metrics.get("train_seconds_this_session"),
-        "cache": metrics.get("cache"),
+        "cache": {k: v for k, v in (metrics.get("cache") or {}).items() if k != "directory"},  # not this machine's paths
         "test": test,
     }
 

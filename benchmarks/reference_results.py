@@ -112,6 +112,8 @@ def _training(run: Path) -> dict[str, Any]:
         label = manifest_path.parent.name if manifest.kind == "teacher" else manifest_path.parent.parent.name
         keep = ("trainable_params", "total_params", "train_items", "train_seconds_this_session", "cache", "inherited", "finetune_guard")
         facts[label] = {key: manifest.metrics[key] for key in keep if key in manifest.metrics}
+        if "cache" in facts[label]:  # hits and misses, not where this machine keeps its cache
+            facts[label]["cache"] = {k: v for k, v in facts[label]["cache"].items() if k != "directory"}
     return facts
 
 

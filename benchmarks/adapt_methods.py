@@ -11,7 +11,8 @@ split (the first ``--limit`` objects per dataset, box prompts, box-centred crops
 trained); the zero-shot row is the published LiteMedSAM. With ``--run`` (a reference pipeline run), the
 decoder row is that run's adapted teacher (its adapt stage's wall time) and the zero-shot and decoder
 evaluations are the run's own, scored on the same objects as the others. Finished steps are skipped on a
-re-run (every artifact and report is kept under ``--work``); the JSON is rewritten after each method.
+re-run (every artifact and report is kept under ``--work``); the JSON is written once every method
+is scored, on the objects all of them were evaluated on.
 """
 
 from __future__ import annotations

@@ -5,10 +5,12 @@ zero-shot, trainable parameters and wall time on this machine.
     python benchmarks/adapt_methods.py --run runs/reference-cpu --methods lora adapter full   # reuse the run's
 
 Each method runs ``medkd adapt`` with ``recipes/litemedsam-adapt.yaml`` on the same training objects
-(``decoder`` on the cached embeddings with the recipe's budget; ``full``, ``lora`` and ``adapter``
+(``decoder`` on the cached embeddings with the recipe's budget, ``lora-decoder`` likewise with
+``recipes/litemedsam-adapt-lora.yaml``: LoRA on the decoder alone; ``full``, ``lora`` and ``adapter``
 train through the encoder, ``--encoder-steps`` of ``--encoder-batch``), then ``medkd eval`` on the test
 split (the first ``--limit`` objects per dataset, box prompts, box-centred crops as every model here was
-trained); the zero-shot row is the published LiteMedSAM. With ``--run`` (a reference pipeline run), the
+trained); the zero-shot row is the published LiteMedSAM. Run it with the ``MEDKD_CACHE_DIR`` the embeddings were
+cached under (a reference run's) to reuse them. With ``--run`` (a reference pipeline run), the
 decoder row is that run's adapted teacher (its adapt stage's wall time) and the zero-shot and decoder
 evaluations are the run's own, scored on the same objects as the others. Finished steps are skipped on a
 re-run (every artifact and report is kept under ``--work``); the JSON is written once every method
@@ -32,12 +34,16 @@ from medkd.artifacts import atomic_write_json, read_manifest, software_versions 
 from medkd.bench import device_info  # noqa: E402
 from medkd.bench.suite import results_path  # noqa: E402
 from medkd.cli import run  # noqa: E402
+from medkd.distill.adapt import DECODER_ATTENTION, AdaptConfig  # noqa: E402
 from medkd.evaluation.scores import MIN_OBJECTS, dataset_scores  # noqa: E402
 from medkd.metrics import summarize  # noqa: E402
 
 KIND = "medkd.bench.adapt-methods"
 RECIPE = ROOT / "recipes" / "litemedsam-adapt.yaml"
-METHODS = ("decoder", "lora", "adapter", "full")
+RECIPES = {"lora-decoder": ROOT / "recipes" / "litemedsam-adapt-lora.yaml"}  # the others: RECIPE with --method
+CACHED = ("decoder", "lora-decoder")  # methods trained on the cached embeddings, with their recipe's budget
+METHODS = ("decoder", "lora-decoder", "lora", "adapter", "full")
+LORA_DEFAULTS = {key: getattr(AdaptConfig, key, None) for key in ("lora_rank", "lora_encoder", "lora_decoder")} | {"lora_decoder_modules": DECODER_ATTENTION}
 
 
 def _medkd(*args: str) -> None:
@@ -60,8 +66,9 @@ def timed_adapt(out: Path, *args: str) -> float:
 
 def adapt(method: str, data: Path, out: Path, args: argparse.Namespace) -> float:
     """Wall seconds of ``medkd adapt`` of ``method`` into ``out``."""
-    budget = [] if method == "decoder" else ["--steps", str(args.encoder_steps), "--batch-size", str(args.encoder_batch), "--bf16"]
-    return timed_adapt(out, "--recipe", str(RECIPE), "--method", method, "--data", str(data), "--resume", *budget)
+    budget = [] if method in CACHED else ["--steps", str(args.encoder_steps), "--batch-size", str(args.encoder_batch), "--bf16"]
+    recipe = ["--recipe", str(RECIPES[method])] if method in RECIPES else ["--recipe", str(RECIPE), "--method", method]
+    return timed_adapt(out, *recipe, "--data", str(data), "--resume", *budget)
 
 
 def results_header(kind: str, device: dict[str, Any], limit: int) -> dict[str, Any]:
@@ -103,13 +110,13 @@ def reused(run: Path) -> tuple[Path, float, dict[str, Any], dict[str, Any]]:
 
 def method_entry(artifact: Path, seconds: float, test: dict[str, Any]) -> dict[str, Any]:
     manifest = read_manifest(artifact)
-    metrics = manifest.metrics
+    metrics, stored = manifest.metrics, manifest.config["adapt"]
     return {
         "trainable_params": metrics["trainable_params"],
         "total_params": metrics["total_params"],
         "trainable_fraction": metrics["trainable_params"] / metrics["total_params"],
-        "lora_decoder": manifest.config["adapt"].get("lora_decoder"),
-        "train": manifest.config["adapt"]["train"],
+        "lora": {key: stored.get(key, LORA_DEFAULTS[key]) for key in LORA_DEFAULTS},
+        "train": stored["train"],
         "wall_seconds": round(seconds, 1),
         "train_seconds": metrics.get("train_seconds_this_session"),
         "cache": {k: v for k, v in (metrics.get("cache") or {}).items() if k != "directory"},  # not this machine's paths

@@ -6,9 +6,10 @@ are drawn in equal shares (``balance_datasets``) so a few CT slices count as muc
 Methods: ``full`` (image encoder and mask decoder), ``decoder`` (mask decoder only, trained on the
 frozen encoder's embeddings from the teacher-target cache: the encoder runs once per image, and the
 cached embeddings are the very targets a later distillation of this teacher reads), ``lora``
-(low-rank updates of the encoder's attention projections through ``peft``, and with
-``lora_decoder`` of the mask decoder's too, merged into the weights when saved; nothing else
-trains), ``adapter`` (Med-SA bottleneck adapters in the encoder's attention blocks, trained with the
+(low-rank updates through ``peft`` of the encoder's attention projections, and with
+``lora_decoder`` of the mask decoder's ``lora_decoder_modules`` too, merged into the weights when
+saved; nothing else trains; with ``lora_encoder`` off the encoder stays frozen and the decoder's
+low-rank updates train on the cached embeddings, as ``decoder`` does), ``adapter`` (Med-SA bottleneck adapters in the encoder's attention blocks, trained with the
 mask decoder; carried beside the base weights, see ``medkd.zoo.adapters``). SAM ViTs and TinyViTs
 (LiteMedSAM) take every method.
 """
@@ -33,6 +34,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from medkd.artifacts import MANIFEST_NAME, ArtifactInput, read_manifest, sha256_file
+from medkd.config import from_mapping
 from medkd.data import ObjectDataset, RowLoader, load_manifest
 from medkd.data.cache import ArrayCache, default_cache_dir
 from medkd.errors import BadInput
@@ -45,7 +47,7 @@ from medkd.zoo.artifact import architecture_kwargs
 Method = Literal["full", "decoder", "lora", "adapter"]
 Aggregation = Literal["fedavg", "fedprox"]
 LORA_TARGETS = r".*blocks\.\d+\.attn\.(qkv|proj)"
-LORA_DECODER_TARGETS = r".*(q_proj|k_proj|v_proj|out_proj)"
+DECODER_ATTENTION = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
 @dataclass
@@ -81,7 +83,9 @@ class AdaptConfig:
     balance_datasets: bool = True
     lora_rank: int = 4
     lora_alpha: float = 8.0
+    lora_encoder: bool = True
     lora_decoder: bool = False
+    lora_decoder_modules: list[str] = field(default_factory=lambda: list(DECODER_ATTENTION))
     adapter_hidden: int = 64
     val_objects: int = 400
     max_objects_per_dataset: int | None = None
@@ -118,11 +122,15 @@ def prepare_teacher(config: AdaptConfig) -> nn.Module:
     elif config.method == "decoder":
         sam.mask_decoder.requires_grad_(True)
     elif config.method == "lora":
-        if not attention_blocks(sam.image_encoder):
-            raise BadInput("lora needs an image encoder with attention blocks (SAM ViT or TinyViT)")
-        sam.image_encoder = get_peft_model(sam.image_encoder, _lora(config, LORA_TARGETS))
+        if not (config.lora_encoder or config.lora_decoder):
+            raise BadInput("lora with neither lora_encoder nor lora_decoder trains nothing")
+        if config.lora_encoder:
+            if not attention_blocks(sam.image_encoder):
+                raise BadInput("lora needs an image encoder with attention blocks (SAM ViT or TinyViT)")
+            sam.image_encoder = get_peft_model(sam.image_encoder, _lora(config, LORA_TARGETS))
         if config.lora_decoder:
-            sam.mask_decoder = get_peft_model(sam.mask_decoder, _lora(config, LORA_DECODER_TARGETS))
+            decoder_targets = rf".*\.({'|'.join(config.lora_decoder_modules)})"
+            sam.mask_decoder = get_peft_model(sam.mask_decoder, _lora(config, decoder_targets))
     else:
         if not attention_blocks(sam.image_encoder):
             raise BadInput("adapter needs an image encoder with attention blocks (SAM ViT or TinyViT)")
@@ -145,6 +153,11 @@ def finalize_teacher(sam: nn.Module) -> nn.Module:
     return sam.eval()
 
 
+def on_cached_embeddings(config: AdaptConfig) -> bool:
+    """Whether the method leaves the encoder frozen, so that training reads its cached embeddings."""
+    return config.method == "decoder" or (config.method == "lora" and not config.lora_encoder)
+
+
 def trainable_fraction(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     params = list(model.parameters())
@@ -156,7 +169,7 @@ def training_task(
 ) -> tuple[Dataset, AdaptTask, dict[str, Any]]:
     """The training items of ``rows`` and the task that trains ``sam`` on them (the decoder method
     on the teacher-target cache's embeddings, filled here first), with the cache's metrics."""
-    if config.method != "decoder":
+    if not on_cached_embeddings(config):
         dataset = ObjectDataset(rows, loader, preprocessing, train=True, seed=config.train.seed)
         return dataset, AdaptTask(BoxPromptedSam(sam)), {}
     cache = EmbeddingCache(config.cache_dir or default_teacher_cache(), int(config.cache_shard_mb * (1 << 20)))
@@ -174,7 +187,7 @@ def run_adapt(config: AdaptConfig, data: Path, out: Path, world: World, resume: 
     """Train, validate and write the teacher artifact into ``out``; returns its metrics."""
     if (out / MANIFEST_NAME).exists():
         done = read_manifest(out, kind="teacher")
-        if done.config.get("adapt") != asdict(config):
+        if _with_defaults(done.config.get("adapt")) != asdict(config):
             raise BadInput(f"{out} holds a teacher made with another configuration; choose another --out")
         return {**done.metrics, "skipped": True}
     if config.federated is not None:
@@ -214,6 +227,14 @@ def run_adapt(config: AdaptConfig, data: Path, out: Path, world: World, resume: 
         save_teacher(config, sam, out, teacher_inputs(config, data), metrics, preprocessing)
     trainer.finish()
     return metrics
+
+
+def _with_defaults(stored: Any) -> dict[str, Any] | None:
+    """A stored adapt configuration with the fields added since it was written at their defaults."""
+    try:
+        return asdict(from_mapping(AdaptConfig, stored, where="adapt"))
+    except BadInput:
+        return None
 
 
 def validate_teacher(

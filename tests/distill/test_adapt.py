@@ -206,3 +206,35 @@ def test_decoder_adaptation_trains_on_cached_embeddings_that_distillation_reuses
     assert run(distill) == 0
     filled = read_manifest(student, kind="student").metrics["cache"]
     assert filled == {"directory": str(cache), "hits": entries, "misses": 0}  # the adapted decoder leaves the embeddings as they were
+
+
+def test_decoder_lora_trains_low_rank_decoder_updates_on_cached_embeddings(synth_manifest_train: Path, tmp_path: Path) -> None:
+    from medkd.cli import run
+
+    modules = ["q_proj", "k_proj", "v_proj", "out_proj", "lin1", "lin2"]
+    config = AdaptConfig(teacher="sam-vit-stand-in", method="lora", model_kwargs=TINY_STAND_IN, lora_encoder=False, lora_decoder=True, lora_rank=2, lora_decoder_modules=modules)
+    sam = prepare_teacher(config)
+    linears = [m for name, m in create_model("sam-vit-stand-in", **TINY_STAND_IN).mask_decoder.named_modules() if name.rsplit(".", 1)[-1] in modules]
+    expected = sum(2 * (m.in_features + m.out_features) for m in linears)
+    assert trainable_fraction(sam)[0] == expected and {n.split(".")[0] for n, p in sam.named_parameters() if p.requires_grad} == {"mask_decoder"}
+
+    teacher, cache = tmp_path / "teacher", tmp_path / "cache"
+    args = tiny_adapt_args(synth_manifest_train, teacher, "--method", "lora", "--no-lora-encoder", "--lora-decoder", "--lora-rank", "2", "--lr", "0.01")
+    recipe = tmp_path / "adapt.yaml"
+    recipe.write_text(json.dumps({"adapt": {"teacher": "sam-vit-stand-in", "crop": "box", "cache_dir": str(cache), "val_objects": 0, "lora_decoder_modules": modules}}))
+    args[args.index("--recipe") + 1] = str(recipe)
+    assert run(args) == 0
+    manifest = read_manifest(teacher, kind="teacher")
+    assert manifest.metrics["trainable_params"] == expected and manifest.metrics["cache"]["misses"] > 0  # trained on the cached embeddings
+    torch.manual_seed(manifest.config["adapt"]["train"]["seed"])  # the initial weights adapt started from
+    base, adapted = create_model("sam-vit-stand-in", **TINY_STAND_IN).state_dict(), load_model(teacher).state_dict()
+    assert set(base) == set(adapted)  # LoRA merged: a plain SAM state dict
+    changed = {name.split(".")[0] for name in base if not torch.equal(base[name], adapted[name])}
+    assert changed == {"mask_decoder"}
+
+
+def test_lora_with_nothing_to_train_is_refused() -> None:
+    from medkd.errors import BadInput
+
+    with pytest.raises(BadInput, match="trains nothing"):
+        prepare_teacher(AdaptConfig(teacher="sam-vit-stand-in", method="lora", model_kwargs=TINY_STAND_IN, lora_encoder=False))

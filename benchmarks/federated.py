@@ -76,7 +76,7 @@ def main() -> None:
     sites = sorted({row.dataset for row in manifest.select("train")})
     args.sites = len(sites)
     device = device_info()
-    method = args.recipe.stem.removeprefix("litemedsam-")
+    method = next((name for name, path in RECIPES.items() if path.resolve() == args.recipe.resolve()), args.recipe.stem)
     out = args.out or results_path(ROOT / "benchmarks" / "results", f"federated-{method}", device)
     results: dict[str, Any] = {
         **results_header(KIND, device, args.limit),

@@ -11,13 +11,16 @@ truth's 3D box and propagated slice by slice from the box's middle slice (``medk
 scores, :mod:`medkd.evaluation.volumes`), on the volume's own spacing. Time: the split's first volume
 end to end as ``medkd segment --box3d`` runs it (read and normalise the file, segment every object,
 write the label volume on the source grid), ``--repeats`` times after one warm-up, median and range;
-start-up (opening the model) is timed apart, once. Models run one after another on this machine.
+start-up (opening the model) is timed apart, once. Models run one after another on this machine; the
+JSON is written after each, and a re-run into the same JSON keeps the models it holds for the same
+volumes (a label already there is not measured again).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import statistics
 import sys
 import tempfile
@@ -61,6 +64,16 @@ def end_to_end(segmenter: Any, source: Path, modality: str, boxes: list, out: Pa
     result = segment_volume(segmenter, volume.gray, prompts, spacing=volume.spacing)
     write_volume_outputs(result.labels, volume, out, overlay=False)
     return time.perf_counter() - start
+
+
+def finished_models(out: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """The models an earlier run into ``out`` measured on the same volumes (so an interrupted or
+    extended run goes on from them); none when it measured other volumes."""
+    if not out.is_file():
+        return {}
+    earlier = json.loads(out.read_text())
+    same = all(earlier["data"].get(key) == data[key] for key in ("manifest", "split", "volumes", "timed_volume"))
+    return earlier["models"] if same else {}
 
 
 def table(results: dict[str, Any]) -> Table:
@@ -114,9 +127,13 @@ def main() -> None:
         },
         "models": {},
     }
+    results["models"] = finished_models(out, results["data"])
     for spec in args.model:
         label, _, reference = spec.rpartition("=")
         label = label or reference
+        if label in results["models"]:
+            print(f"{label}: already in {out.name}, kept")
+            continue
         start = time.perf_counter()
         segmenter = open_model(reference, args.trust_store)
         startup = time.perf_counter() - start

@@ -12,12 +12,15 @@ Encoder passes are batched: every slice of an object is encoded in the same geom
 prompt box (for a model trained on box crops, the window around the 3D box's x / y extent), so a slice's
 input does not depend on the box propagated to it. Slices are encoded ``batch`` at a time in the order
 propagation reaches them, once per geometry: objects whose geometries agree (every object of a
-whole-image model) share the encodings. Everything is numpy on the segmenter's ``embed`` /
+whole-image model) share the encodings. At most ``capacity`` embeddings are kept (the least recently
+used go first), so a long CT series does not hold one embedding per slice in memory; one evicted and
+needed again is encoded again. Everything is numpy on the segmenter's ``embed`` /
 ``predict_embedded``, so the runtime install (ONNX Runtime, no torch) runs it.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +34,7 @@ from medkd.errors import BadInput
 from medkd.runtime.prompts import Prompts
 
 Decode = Callable[[int, np.ndarray, Sequence[int]], np.ndarray]
+DEFAULT_CAPACITY = 128  # embeddings kept per volume: 512 MB at SAM's 256 x 64 x 64 float32
 Advance = Callable[[int], None]
 
 
@@ -100,22 +104,30 @@ def propagate(decode: Decode, prompt: VolumePrompt, advance: Advance = lambda st
 
 
 class SliceEncoder:
-    """The slices of one volume (``(D, H, W)`` gray or ``(D, H, W, 3)`` RGB uint8) encoded in batches, once per geometry."""
+    """The slices of one volume (``(D, H, W)`` gray or ``(D, H, W, 3)`` RGB uint8) encoded in batches, once
+    per geometry while at most ``capacity`` embeddings are kept."""
 
-    def __init__(self, segmenter: Any, volume: np.ndarray, batch: int = 8) -> None:
+    def __init__(self, segmenter: Any, volume: np.ndarray, batch: int = 8, capacity: int = DEFAULT_CAPACITY) -> None:
         self.segmenter = segmenter
         self.volume = volume
         self.batch = max(int(batch), 1)
-        self._embedded: dict[tuple[Geometry, int], np.ndarray] = {}
+        self.capacity = max(int(capacity), self.batch)
+        self.encoded = 0
+        self._embedded: OrderedDict[tuple[Geometry, int], np.ndarray] = OrderedDict()
 
     def embedding(self, geometry: Geometry, z: int, ahead: Sequence[int] = ()) -> np.ndarray:
         """Slice ``z``'s embedding in ``geometry``; when missing, encoded with the next of ``ahead``."""
-        if (geometry, z) not in self._embedded:
+        key = (geometry, z)
+        if key not in self._embedded:
             pending = [s for s in (z, *ahead) if (geometry, s) not in self._embedded][: self.batch]
             inputs = np.stack([geometry.image_to_model_array(to_rgb(self.volume[s])) for s in pending])
             for s, embedded in zip(pending, self.segmenter.embed(inputs)):
                 self._embedded[(geometry, s)] = embedded
-        return self._embedded[(geometry, z)]
+            self.encoded += len(pending)
+            while len(self._embedded) > self.capacity:
+                self._embedded.popitem(last=False)
+        self._embedded.move_to_end(key)
+        return self._embedded[key]
 
     def decoder(self, preprocessing: Preprocessing, prompt: VolumePrompt) -> Decode:
         """``decode(z, box, ahead)`` for :func:`propagate`: slice logits in original pixels."""

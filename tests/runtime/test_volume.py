@@ -222,3 +222,21 @@ def test_medsam_npz_in_npz_out(threshold_model, tmp_path):
     assert run(["segment", "-m", str(threshold_model), "-i", str(tmp_path / "case.npz"), "--box3d", "1,1,0,15,25,6", "-o", str(out), "--no-overlay"]) == 0
     with np.load(out) as written:
         assert np.array_equal(written["segs"], (volume > 100).astype(np.uint8)) and written["spacing"].tolist() == [2.5, 0.8, 0.8]
+
+
+def test_slice_encoder_keeps_at_most_capacity_embeddings_and_encodes_an_evicted_slice_again():
+    from medkd.data.geometry import plan_geometry
+    from medkd.runtime.volume import SliceEncoder
+
+    class Mean:
+        def embed(self, inputs: np.ndarray) -> np.ndarray:
+            return inputs.reshape(len(inputs), -1).mean(axis=1)
+
+    volume = (np.arange(10)[:, None, None] * 20 + np.zeros((10, 8, 8))).astype(np.uint8)
+    geometry = plan_geometry((8, 8), 16)
+    encoder = SliceEncoder(Mean(), volume, batch=2, capacity=4)
+    first = [float(encoder.embedding(geometry, z, range(z + 1, 10))) for z in range(10)]
+    assert encoder.encoded == 10 and len(encoder._embedded) == 4  # two at a time, the oldest let go
+    assert first == sorted(first) and len(set(first)) == 10  # each slice its own embedding
+    assert float(encoder.embedding(geometry, 9)) == first[9] and encoder.encoded == 10  # kept: not encoded again
+    assert float(encoder.embedding(geometry, 0)) == first[0] and encoder.encoded == 11  # evicted: encoded again, same value

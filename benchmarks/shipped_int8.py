@@ -4,8 +4,9 @@ the same machine, and how much of the CPU's integer peak the encoder reaches.
     python benchmarks/shipped_int8.py --pair runs/reference-cpu/teacher-deploy/export runs/reference-cpu/teacher-deploy/int8
 
 For each ``--pair EXPORT INT8`` (an FP32 export and its ``medkd quantize`` artifact) the encoder runs in
-five sessions, interleaved, one image of random values (no data-dependent work in these graphs), p50 of
-``--runs`` each after ``--warmup``:
+five sessions, in turns of ``--block`` runs (each turn after one untimed run, so that the spinning idle
+threads of a default-options session do not slow the next), one image of random values (no
+data-dependent work in these graphs), p50 of ``--runs`` each after ``--warmup``; a U-Net is timed whole:
 
 - plain ONNX Runtime (``onnxruntime.InferenceSession(path)``, default options) on the FP32 graph, on the
   INT8 Q/DQ graph (what bundles carried before CPU graphs) and on the CPU-lowered INT8 graph
@@ -119,9 +120,15 @@ def _plain(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
+def _timed_graph(directory: Path) -> dict[str, Any]:
+    """The layout entry of the graph that takes the image: the encoder, or a U-Net whole."""
+    graphs = read_layout(directory)["graphs"]
+    return graphs["encoder"] if "encoder" in graphs else graphs["unet"]
+
+
 def _cpu_graph(int8: Path, scratch: Path) -> tuple[Path, str]:
-    """The CPU-lowered encoder of an INT8 artifact: its own, else one written now."""
-    entry = read_layout(int8)["graphs"]["encoder"]
+    """The CPU-lowered encoder (or U-Net) of an INT8 artifact: its own, else one written now."""
+    entry = _timed_graph(int8)
     if entry.get("cpu_file") and (int8 / entry["cpu_file"]).is_file():
         return int8 / entry["cpu_file"], "the artifact's (medkd quantize)"
     target = scratch / cpu_file_name(entry["file"])
@@ -130,19 +137,21 @@ def _cpu_graph(int8: Path, scratch: Path) -> tuple[Path, str]:
 
 
 def measure_pair(export: Path, int8: Path, args: argparse.Namespace, peak: dict[str, Any], scratch: Path) -> dict[str, Any]:
-    fp32 = export / read_layout(export)["graphs"]["encoder"]["file"]
-    qdq = int8 / read_layout(int8)["graphs"]["encoder"]["file"]
+    fp32 = export / _timed_graph(export)["file"]
+    qdq = int8 / _timed_graph(int8)["file"]
     lowered, origin = _cpu_graph(int8, scratch)
     size = int(read_layout(export)["preprocessing"]["input_size"])
-    feed = {"image": np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)}
+    plain_fp32 = _plain(fp32)
+    channels = plain_fp32.get_inputs()[0].shape[1]  # 3, or 4 for a U-Net that takes the box as a channel
+    feed = {"image": np.random.default_rng(0).standard_normal((1, channels, size, size)).astype(np.float32)}
     sessions = {
-        "plain/fp32": _plain(fp32),
+        "plain/fp32": plain_fp32,
         "plain/int8-qdq": _plain(qdq),
         "plain/int8-cpu": _plain(lowered),
         "medkd/fp32": cpu_session(fp32, args.threads),
         "medkd/int8": cpu_session(qdq, args.threads),
     }
-    latency = interleaved_latency(sessions, feed, args.runs, args.warmup)
+    latency = interleaved_latency(sessions, feed, args.runs, args.warmup, args.block)
     p50 = {label: t["p50_ms"] for label, t in latency.items()}
     plain_speedup, medkd_speedup = p50["plain/fp32"] / p50["plain/int8-cpu"], p50["medkd/fp32"] / p50["medkd/int8"]
     counts = macs(qdq)
@@ -194,6 +203,7 @@ def main() -> None:
     parser.add_argument("--vnni-per-cycle", type=int, help="VNNI instructions a core issues per cycle (default: by ISA, see above)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--block", type=int, default=5, help="timed runs of a session in a row (after an untimed one) before the next session's turn")
     parser.add_argument("--out", type=Path, help="results JSON (default: benchmarks/results/shipped-int8-DATE-DEVICE.json)")
     args = parser.parse_args()
 

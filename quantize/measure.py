@@ -53,15 +53,23 @@ def side_by_side_latency(graphs: dict[str, Path], feed: Feed, threads: int = 2, 
     return interleaved_latency({label: cpu_session(path, threads) for label, path in graphs.items()}, feed, runs, warmup)
 
 
-def interleaved_latency(sessions: dict[str, ort.InferenceSession], feed: Feed, runs: int = 20, warmup: int = 3) -> dict[str, dict[str, float]]:
-    """p50 / p90 milliseconds of each session on ``feed``, runs alternating between them."""
+def interleaved_latency(
+    sessions: dict[str, ort.InferenceSession], feed: Feed, runs: int = 20, warmup: int = 3, block: int = 1
+) -> dict[str, dict[str, float]]:
+    """p50 / p90 milliseconds of each session on ``feed``, runs alternating between them ``block`` at a
+    time. With ``block`` > 1 each turn starts with one untimed run: sessions with ONNX Runtime's default
+    options keep their idle threads spinning for a while after a run, which would slow whichever session
+    runs next on a machine with few cores."""
     for session in sessions.values():
         for _ in range(warmup):
             session.run(None, feed)
     times: dict[str, list[float]] = {label: [] for label in sessions}
-    for _ in range(runs):
+    for _ in range(-(-runs // block)):
         for label, session in sessions.items():
-            start = time.perf_counter()
-            session.run(None, feed)
-            times[label].append((time.perf_counter() - start) * 1e3)
-    return {label: {"p50_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)), "runs": runs} for label, t in times.items()}
+            if block > 1:
+                session.run(None, feed)
+            for _ in range(block):
+                start = time.perf_counter()
+                session.run(None, feed)
+                times[label].append((time.perf_counter() - start) * 1e3)
+    return {label: {"p50_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)), "runs": len(t)} for label, t in times.items()}

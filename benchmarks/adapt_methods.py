@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 from medkd.artifacts import atomic_write_json, read_manifest, software_versions  # noqa: E402
 from medkd.bench import device_info  # noqa: E402
-from medkd.bench.suite import results_path  # noqa: E402
+from medkd.bench.suite import portable_cache, results_path  # noqa: E402
 from medkd.cli import run  # noqa: E402
-from medkd.distill.adapt import DECODER_ATTENTION, AdaptConfig  # noqa: E402
+from medkd.distill.adapt import stored_adapt_config  # noqa: E402
 from medkd.evaluation.scores import MIN_OBJECTS, dataset_scores  # noqa: E402
 from medkd.metrics import summarize  # noqa: E402
 
@@ -43,7 +43,7 @@ RECIPE = ROOT / "recipes" / "litemedsam-adapt.yaml"
 RECIPES = {"lora-decoder": ROOT / "recipes" / "litemedsam-adapt-lora.yaml"}  # the others: RECIPE with --method
 CACHED = ("decoder", "lora-decoder")  # methods trained on the cached embeddings, with their recipe's budget
 METHODS = ("decoder", "lora-decoder", "lora", "adapter", "full")
-LORA_DEFAULTS = {key: getattr(AdaptConfig, key, None) for key in ("lora_rank", "lora_encoder", "lora_decoder")} | {"lora_decoder_modules": DECODER_ATTENTION}
+LORA_KEYS = ("lora_rank", "lora_encoder", "lora_decoder", "lora_decoder_modules")
 
 
 def _medkd(*args: str) -> None:
@@ -110,16 +110,16 @@ def reused(run: Path) -> tuple[Path, float, dict[str, Any], dict[str, Any]]:
 
 def method_entry(artifact: Path, seconds: float, test: dict[str, Any]) -> dict[str, Any]:
     manifest = read_manifest(artifact)
-    metrics, stored = manifest.metrics, manifest.config["adapt"]
+    metrics, stored = manifest.metrics, stored_adapt_config(manifest.config["adapt"])
     return {
         "trainable_params": metrics["trainable_params"],
         "total_params": metrics["total_params"],
         "trainable_fraction": metrics["trainable_params"] / metrics["total_params"],
-        "lora": {key: stored.get(key, LORA_DEFAULTS[key]) for key in LORA_DEFAULTS},
+        "lora": {key: stored[key] for key in LORA_KEYS},
         "train": stored["train"],
         "wall_seconds": round(seconds, 1),
         "train_seconds": metrics.get("train_seconds_this_session"),
-        "cache": {k: v for k, v in (metrics.get("cache") or {}).items() if k != "directory"},  # not this machine's paths
+        "cache": portable_cache(metrics.get("cache")),
         "test": test,
     }
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from adapt_methods import RECIPES, evaluate, results_header, scores_on, timed_adapt  # noqa: E402  (this folder's: the same steps)
 from medkd.artifacts import atomic_write_json, read_manifest  # noqa: E402
 from medkd.bench import device_info  # noqa: E402
-from medkd.bench.suite import results_path  # noqa: E402
+from medkd.bench.suite import portable_cache, results_path  # noqa: E402
 from medkd.config import load_yaml  # noqa: E402
 from medkd.data import load_manifest  # noqa: E402
 
@@ -104,7 +104,7 @@ def main() -> None:
             "total_params": metrics["total_params"],
             "wall_seconds": round(seconds, 1),
             "train_seconds": metrics.get("train_seconds_this_session"),
-            "cache": {k: v for k, v in (metrics.get("cache") or {}).items() if k != "directory"},  # not this machine's paths
+            "cache": portable_cache(metrics.get("cache")),
             "federated": metrics.get("federated"),
         }
     compared = {record["id"] for record in reports["federated"]["objects"]}

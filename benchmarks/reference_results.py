@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from medkd.artifacts import atomic_write_json, read_manifest, software_versions  # noqa: E402
 from medkd.bench import device_info  # noqa: E402
-from medkd.bench.suite import results_path  # noqa: E402
+from medkd.bench.suite import portable_cache, results_path  # noqa: E402
 from medkd.evaluation.scores import MIN_OBJECTS, dataset_scores  # noqa: E402
 from medkd.zoo import get_spec, profile_model  # noqa: E402
 from medkd.zoo.artifact import artifact_model_ref  # noqa: E402
@@ -112,8 +112,8 @@ def _training(run: Path) -> dict[str, Any]:
         label = manifest_path.parent.name if manifest.kind == "teacher" else manifest_path.parent.parent.name
         keep = ("trainable_params", "total_params", "train_items", "train_seconds_this_session", "cache", "inherited", "finetune_guard")
         facts[label] = {key: manifest.metrics[key] for key in keep if key in manifest.metrics}
-        if "cache" in facts[label]:  # hits and misses, not where this machine keeps its cache
-            facts[label]["cache"] = {k: v for k, v in facts[label]["cache"].items() if k != "directory"}
+        if "cache" in facts[label]:
+            facts[label]["cache"] = portable_cache(facts[label]["cache"])
     return facts
 
 

@@ -9,8 +9,9 @@ cached embeddings are the very targets a later distillation of this teacher read
 (low-rank updates through ``peft`` of the encoder's attention projections, and with
 ``lora_decoder`` of the mask decoder's ``lora_decoder_modules`` too, merged into the weights when
 saved; nothing else trains; with ``lora_encoder`` off the encoder stays frozen and the decoder's
-low-rank updates train on the cached embeddings, as ``decoder`` does), ``adapter`` (Med-SA bottleneck adapters in the encoder's attention blocks, trained with the
-mask decoder; carried beside the base weights, see ``medkd.zoo.adapters``). SAM ViTs and TinyViTs
+low-rank updates train on the cached embeddings, as ``decoder`` does), ``adapter`` (Med-SA
+bottleneck adapters in the encoder's attention blocks, trained with the mask decoder; carried
+beside the base weights, see ``medkd.zoo.adapters``). SAM ViTs and TinyViTs
 (LiteMedSAM) take every method.
 """
 
@@ -187,7 +188,7 @@ def run_adapt(config: AdaptConfig, data: Path, out: Path, world: World, resume: 
     """Train, validate and write the teacher artifact into ``out``; returns its metrics."""
     if (out / MANIFEST_NAME).exists():
         done = read_manifest(out, kind="teacher")
-        if _with_defaults(done.config.get("adapt")) != asdict(config):
+        if stored_adapt_config(done.config.get("adapt")) != asdict(config):
             raise BadInput(f"{out} holds a teacher made with another configuration; choose another --out")
         return {**done.metrics, "skipped": True}
     if config.federated is not None:
@@ -229,8 +230,9 @@ def run_adapt(config: AdaptConfig, data: Path, out: Path, world: World, resume: 
     return metrics
 
 
-def _with_defaults(stored: Any) -> dict[str, Any] | None:
-    """A stored adapt configuration with the fields added since it was written at their defaults."""
+def stored_adapt_config(stored: Any) -> dict[str, Any] | None:
+    """A stored adapt configuration with the fields added since it was written at their defaults
+    (``None`` if it is not one)."""
     try:
         return asdict(from_mapping(AdaptConfig, stored, where="adapt"))
     except BadInput:

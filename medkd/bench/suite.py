@@ -26,6 +26,11 @@ def results_path(folder: Path, suite: str, device: dict[str, Any]) -> Path:
     return folder / f"{suite}-{_dt.date.today().isoformat()}-{device_slug(device)}.json"
 
 
+def portable_cache(cache: dict[str, Any] | None) -> dict[str, Any]:
+    """A training's cache metrics (hits, misses) for a results JSON: without this machine's cache directory."""
+    return {key: value for key, value in (cache or {}).items() if key != "directory"}
+
+
 def validation_manifest(exports: Path, data: Path | None) -> Path:
     """``data``, or a manifest of the real CT slices written once into ``exports`` (export validation images)."""
     if data is not None:

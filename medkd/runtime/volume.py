@@ -34,8 +34,8 @@ from medkd.errors import BadInput
 from medkd.runtime.prompts import Prompts
 
 Decode = Callable[[int, np.ndarray, Sequence[int]], np.ndarray]
-DEFAULT_CAPACITY = 128  # embeddings kept per volume: 512 MB at SAM's 256 x 64 x 64 float32
 Advance = Callable[[int], None]
+DEFAULT_CAPACITY = 128  # embeddings kept per volume: 512 MB at SAM's 256 x 64 x 64 float32
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from medkd.runtime.onnx_runtime import cpu_session  # noqa: E402
 from medkd.quantize.calibration import FeedReader  # noqa: E402
-from medkd.quantize.measure import output_error, side_by_side_latency  # noqa: E402
+from medkd.quantize.measure import graph_outputs, output_error, side_by_side_latency  # noqa: E402
 
 from medkd.artifacts import atomic_write_json, read_manifest, software_versions  # noqa: E402
 from medkd.bench.device import device_info  # noqa: E402
@@ -51,7 +51,7 @@ def ort_defaults(encoder: Path, feeds: list[dict], test_feeds: list[dict], threa
     target = scratch / "encoder.ort-defaults.onnx"
     quantize_static(encoder, target, FeedReader(feeds))
     latency = side_by_side_latency({"fp32": encoder, "int8": target}, test_feeds[0], threads, runs)
-    error = output_error(cpu_session(encoder), cpu_session(target), "image_embeddings", test_feeds)
+    error = output_error(graph_outputs(cpu_session(encoder), "image_embeddings", test_feeds), cpu_session(target), "image_embeddings", test_feeds)
     return {"embedding_rel_error_test": error, "latency": latency, "speedup_p50": latency["fp32"]["p50_ms"] / latency["int8"]["p50_ms"]}
 
 

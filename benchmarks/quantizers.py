@@ -52,7 +52,7 @@ from medkd.bench.tables import markdown_table  # noqa: E402
 from medkd.data import ArrayCache, RowLoader, default_cache_dir, load_manifest  # noqa: E402
 from medkd.export.check import check_onnx  # noqa: E402
 from medkd.quantize.calibration import FeedReader, model_inputs, spread_rows  # noqa: E402
-from medkd.quantize.measure import interleaved_latency, segmentation_scores  # noqa: E402
+from medkd.quantize.measure import graph_outputs, interleaved_latency, output_error, segmentation_scores  # noqa: E402
 from medkd.runtime.cpu_lowering import cpu_file_name, write_cpu_graph  # noqa: E402
 from medkd.runtime.layout import layout_preprocessing, read_layout  # noqa: E402
 from medkd.runtime.onnx_runtime import cpu_session  # noqa: E402
@@ -118,12 +118,6 @@ def _calibration(int8: Path) -> tuple[str, int, str | None]:
     return options["calib_split"], int(report["objects"]), report.get("crop")
 
 
-def embedding_error(reference: list[np.ndarray], session: ort.InferenceSession, feeds: list[dict]) -> float:
-    """Mean relative L2 error of ``session``'s embeddings against the FP32 ones (``reference``, per feed)."""
-    errors = [np.linalg.norm(session.run(["image_embeddings"], feed)[0] - expected) / max(float(np.linalg.norm(expected)), 1e-12) for feed, expected in zip(feeds, reference)]
-    return float(np.mean(errors))
-
-
 def _with_encoder(export: Path, encoder: Path, directory: Path) -> Path:
     """An export-layout directory: the export's manifest and graphs, ``encoder`` as its encoder."""
     layout = read_layout(export)
@@ -151,6 +145,7 @@ def main() -> None:
     parser.add_argument("--modelopt-python", type=Path, help="Python of an environment with nvidia-modelopt[onnx]")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=10, help="timed encoder runs per graph (interleaved)")
+    parser.add_argument("--block", type=int, default=5, help="timed runs per turn of the interleaving (default sessions spin idle threads after a run)")
     parser.add_argument("--work", type=Path, help="folder that keeps the peers' quantized encoders; ones already there are measured, not remade")
     parser.add_argument("--label", help="name of the model (default: the export's parent folder)")
     parser.add_argument("--out", type=Path, help="results JSON (default: benchmarks/results/quantizers-DATE-DEVICE.json)")
@@ -188,15 +183,14 @@ def main() -> None:
                 rows[peer] = {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}", "traceback": traceback.format_exc(limit=3)}
         rows["medkd"] = {"version": f"medkd (recipe of {int8})"}
         fp32_scores = segmentation_scores(args.export, test_rows, loader, None, args.threads)
-        fp32_session = cpu_session(fp32, args.threads)
-        reference = [fp32_session.run(["image_embeddings"], feed)[0] for feed in test_feeds]
+        reference = graph_outputs(cpu_session(fp32, args.threads), "image_embeddings", test_feeds)
         plain_files = {"fp32": fp32}
         for name, path in encoders.items():
             scores = segmentation_scores(_with_encoder(args.export, path, scratch / f"layout-{name}"), test_rows, loader, None, args.threads)
             rows[name].update(
                 test_dsc=scores["dsc"],
                 test_dsc_change=scores["dsc"] - fp32_scores["dsc"],
-                embedding_rel_error=embedding_error(reference, cpu_session(path, args.threads), test_feeds),
+                embedding_rel_error=output_error(reference, cpu_session(path, args.threads), "image_embeddings", test_feeds),
                 tensorrt_check=_tensorrt_check(path, layout["profiles"]["encoder"]),
                 size_bytes=path.stat().st_size,
             )
@@ -205,7 +199,7 @@ def main() -> None:
         write_cpu_graph(encoders["medkd"], lowered)  # what medkd quantize and medkd pack ship for CPUs
         sessions = {f"plain/{name}": ort.InferenceSession(str(lowered if name == "medkd" else path)) for name, path in plain_files.items()}
         sessions |= {f"medkd-runtime/{name}": cpu_session(path, args.threads) for name, path in plain_files.items()}
-        latency = interleaved_latency(sessions, test_feeds[0], args.runs)
+        latency = interleaved_latency(sessions, test_feeds[0], args.runs, block=args.block)
     for name, row in rows.items():
         if "error" not in row:
             row["latency_ms"] = {"plain_ort": latency[f"plain/{name}"]["p50_ms"], "medkd_runtime": latency[f"medkd-runtime/{name}"]["p50_ms"]}

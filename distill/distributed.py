@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
+
+from medkd.errors import MedkdWarning
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,14 @@ class World:
     @property
     def distributed(self) -> bool:
         return self.size > 1
+
+    def bf16(self, requested: bool) -> bool:
+        """Whether bf16 autocast is used when ``requested``: not on a CPU without oneDNN's bf16
+        instructions (AVX2 only), where it is emulated tens of times slower than fp32 (a warning says so)."""
+        if not requested or self.device.type != "cpu" or torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return requested
+        warnings.warn("this CPU has no bf16 instructions (AVX2 only): bf16 autocast falls back to fp32", MedkdWarning, stacklevel=2)
+        return False
 
 
 def init_world() -> World:

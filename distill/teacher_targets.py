@@ -177,7 +177,9 @@ def cached_targets(
     batch_size: int,
     bf16: bool = False,
 ) -> tuple[TargetKeys, dict[str, int]]:
-    """The keys of ``rows``' targets, every one of them filled into ``cache``, and the fill's hits / misses."""
+    """The keys of ``rows``' targets, every one of them filled into ``cache``, and the fill's hits / misses
+    (bf16 targets where ``bf16`` is asked and the device has it: :meth:`World.bf16`)."""
+    bf16 = world.bf16(bf16)
     identity = teacher_identity(name, kwargs, teacher, "embedding", bf16)
     embeddings = TargetKeys.compute(rows, loader, identity, "embedding", preprocessing)
     keys = embeddings

@@ -115,6 +115,7 @@ class Trainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.world = world
+        self.bf16 = world.bf16(config.bf16)
         self.module = task.module.to(world.device)
         self.parameters = [p for p in self.module.parameters() if p.requires_grad]
         if not self.parameters:
@@ -175,7 +176,7 @@ class Trainer:
 
     def _train_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         batch = {k: v.to(self.world.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        with torch.autocast(self.world.device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
+        with torch.autocast(self.world.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             outputs = model(batch)
             loss, metrics = self.task.loss(outputs, batch)
         self.optimizer.zero_grad(set_to_none=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 from medkd.runtime.onnx_runtime import cpu_session
 from medkd.quantize.calibration import Objects
-from medkd.quantize.measure import MAIN_OUTPUT, output_error, segmentation_scores
+from medkd.quantize.measure import MAIN_OUTPUT, graph_outputs, output_error, segmentation_scores
 from medkd.quantize.options import QuantizeOptions
 from medkd.quantize.sensitivity import BlockSensitivity, sweep
 from medkd.quantize.workbench import Workbench
@@ -28,6 +28,7 @@ class Gate:
         self.fp32_dsc = fp32_val_dsc
         self.history: list[dict[str, Any]] = []
         self.sensitivity: list[BlockSensitivity] | None = None
+        self._fp32_outputs: dict[str, list] = {}
 
     def dsc(self, kept: dict[str, set[str]], name: str) -> float:
         """Validation DSC of the pipeline with every selected graph quantized except ``kept``."""
@@ -41,8 +42,15 @@ class Gate:
         path = self.bench.quantize(graph, {b for b in self.bench.blocks(graph) if b != block})
         directory = self.bench.assemble({graph: path}, "sweep")
         dsc = segmentation_scores(directory, self.val.rows, self.loader, self.options.crop, threads)["dsc"] or 0.0
-        error = output_error(cpu_session(self.bench.fp32[graph], threads), cpu_session(path, threads), MAIN_OUTPUT[graph], self.val.feeds[graph])
+        error = output_error(self.fp32_outputs(graph), cpu_session(path, threads), MAIN_OUTPUT[graph], self.val.feeds[graph])
         return self.fp32_dsc - float(dsc), error
+
+    def fp32_outputs(self, graph: str) -> list:
+        """The FP32 graph's main output on the validation feeds, computed once for the whole sweep."""
+        if graph not in self._fp32_outputs:
+            session = cpu_session(self.bench.fp32[graph], self.options.threads)
+            self._fp32_outputs[graph] = graph_outputs(session, MAIN_OUTPUT[graph], self.val.feeds[graph])
+        return self._fp32_outputs[graph]
 
     def run_sweep(self) -> list[BlockSensitivity]:
         if self.sensitivity is None:

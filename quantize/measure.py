@@ -25,13 +25,17 @@ from medkd.evaluation import evaluate
 MAIN_OUTPUT = {"encoder": "image_embeddings", "decoder": "low_res_masks", "decoder_trt": "low_res_masks", "unet": "logits"}
 
 
-def output_error(reference: ort.InferenceSession, candidate: ort.InferenceSession, output: str, feeds: list[Feed]) -> float:
-    """Mean relative L2 error of ``output`` of ``candidate`` against ``reference`` over ``feeds``."""
+def graph_outputs(session: ort.InferenceSession, output: str, feeds: list[Feed]) -> list[np.ndarray]:
+    """``output`` of ``session`` on each of ``feeds``."""
+    return [session.run([output], feed)[0] for feed in feeds]
+
+
+def output_error(expected: list[np.ndarray], candidate: ort.InferenceSession, output: str, feeds: list[Feed]) -> float:
+    """Mean relative L2 error of ``output`` of ``candidate`` against the reference's ``expected``
+    outputs (:func:`graph_outputs` of the FP32 graph) over ``feeds``."""
     errors = []
-    for feed in feeds:
-        expected = reference.run([output], feed)[0]
-        got = candidate.run([output], feed)[0]
-        errors.append(float(np.linalg.norm(got - expected) / max(float(np.linalg.norm(expected)), 1e-12)))
+    for reference, got in zip(expected, graph_outputs(candidate, output, feeds), strict=True):
+        errors.append(float(np.linalg.norm(got - reference) / max(float(np.linalg.norm(reference)), 1e-12)))
     return float(np.mean(errors))
 
 

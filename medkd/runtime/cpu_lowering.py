@@ -2,7 +2,8 @@
 
 The files ``medkd quantize`` writes keep the form TensorRT builds from (int8 Q/DQ, zero point 0,
 float biases). ONNX Runtime's CPU optimizer runs such a graph well below what its integer kernels
-can do, for three reasons this module removes before the session is made:
+can do, for three reasons this module removes before the session is made, and one of its kernels
+would be wrong on many CPUs, which this module prevents:
 
 - **int8 activations.** On x86, ONNX Runtime fuses ``DQ -> Conv -> Q`` into ``QLinearConv`` only for
   uint8 activations. :func:`unsigned_activations` re-encodes each activation Q/DQ pair as uint8 with
@@ -14,6 +15,11 @@ can do, for three reasons this module removes before the session is made:
 - **Bias after the integer matrix product.** ONNX Runtime turns ``DQ(x) @ DQ(W)`` into
   ``MatMulIntegerToFloat`` but leaves the bias ``Add`` as a separate pass over the output.
   :func:`integer_matmuls` writes ``MatMulIntegerToFloat`` with the bias folded in.
+- **Saturation without VNNI.** On x86 CPUs without VNNI (AVX2, AVX-512 before VNNI) the uint8 x int8
+  kernels add pairs of products in 16 bits (``vpmaddubsw``), which saturate once ``255 * |w|`` pairs pass
+  32767: a block's outputs were 4.7 % off on an AVX2 CPU. :func:`seven_bit_weights` re-quantizes each
+  weight to at most 64 levels either side (ONNX Runtime's ``reduce_range``), on every CPU, so that the
+  lowered graph computes the same integers everywhere; the DSC gate measures it through this lowering.
 
 The on-disk graph is never changed; FP32 graphs (no ``QuantizeLinear``) are not touched.
 :func:`write_cpu_graph` writes the lowered graph as a file of its own (``GRAPH.cpu.onnx``), after ONNX
@@ -131,6 +137,38 @@ def unsigned_activations(model: onnx.ModelProto) -> int:
     return len(retyped)
 
 
+SATURATION_FREE_LEVEL = 64  # 255 * 64 * 2 = 32640 <= 32767: a pair of uint8 x int8 products fits int16
+
+
+def seven_bit_weights(model: onnx.ModelProto) -> int:
+    """Re-quantize every constant int8 weight of a ``DequantizeLinear`` to ``[-64, 64]`` (per channel
+    where its scale is), its scale grown to match, as new initializers (weights or scales may be
+    shared), in place. Returns how many weights changed."""
+    tensors = _initializers(model)
+    made: dict[tuple[str, str], tuple[str, str]] = {}
+    for node in model.graph.node:
+        if node.op_type != "DequantizeLinear" or len(node.input) < 2:
+            continue
+        weight, scale = tensors.get(node.input[0]), tensors.get(node.input[1])
+        if weight is None or scale is None or weight.data_type != onnx.TensorProto.INT8:
+            continue
+        key = (weight.name, scale.name)
+        if key not in made:
+            values, scales = numpy_helper.to_array(weight).astype(np.float32), numpy_helper.to_array(scale)
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % values.ndim if scales.size > 1 else None
+            largest = np.abs(values).max(axis=tuple(i for i in range(values.ndim) if i != axis), keepdims=True)
+            if not np.any(largest > SATURATION_FREE_LEVEL):
+                continue
+            largest = np.maximum(largest, SATURATION_FREE_LEVEL)
+            levels = np.round(values * SATURATION_FREE_LEVEL / largest).astype(np.int8)
+            grown = (scales * largest.reshape(scales.shape) / SATURATION_FREE_LEVEL).astype(scales.dtype)
+            made[key] = (f"{weight.name}_7bit", f"{weight.name}_7bit_scale")
+            model.graph.initializer.extend([numpy_helper.from_array(levels, made[key][0]), numpy_helper.from_array(grown, made[key][1])])
+        node.input[0], node.input[1] = made[key]
+    _drop_unused_initializers(model)
+    return len(made)
+
+
 def _scalar(constants: dict[str, onnx.TensorProto], name: str) -> float:
     """The value of a one-element constant (NaN for anything else)."""
     tensor = constants.get(name)
@@ -241,10 +279,11 @@ def _drop_unused_initializers(model: onnx.ModelProto) -> None:
 
 
 def lower_for_cpu(model: onnx.ModelProto) -> dict[str, int]:
-    """All three lowerings, in place, on a quantized graph; how many nodes each changed."""
+    """All four lowerings, in place, on a quantized graph; how many nodes (or weights) each changed."""
     if not is_quantized(model):
         return {}
     return {
+        "seven_bit_weights": seven_bit_weights(model),
         "unsigned_activations": unsigned_activations(model),
         "gelu": fuse_erf_gelu(model),
         "matmul_integer_to_float": integer_matmuls(model),

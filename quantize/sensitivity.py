@@ -2,16 +2,24 @@
 
 Each block (:mod:`medkd.quantize.nodes`) of the encoder and of the decoder is quantized alone, the rest
 of the pipeline left FP32, and scored by the DSC it loses on validation objects and by the relative
-error of its graph's output. ``most_sensitive_first`` orders blocks for the DSC gate.
+error of its graph's output. ``most_sensitive_first`` orders blocks for the DSC gate. A
+:class:`SweepRecord` keeps each measurement on disk as it is made, so an interrupted sweep resumes.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
+from medkd.artifacts import sha256_json
 from medkd.data.progress import track
+from medkd.paths import cache_dir
+
+# Bumped whenever what a sweep measures changes (scoring, lowering), so older records are not reused.
+SWEEP_SCHEMA = 1
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,38 @@ def sweep(
         dsc_drop, error = measure(graph, block)
         results.append(BlockSensitivity(graph, block, count, dsc_drop, error))
     return most_sensitive_first(results)
+
+
+class SweepRecord:
+    """Blocks one sweep has measured, one JSON line each under the cache folder, keyed by everything
+    the measurements depend on (FP32 graphs, recipe, calibration and validation objects, crop)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.measured: dict[str, tuple[float, float]] = {}
+        lines = path.read_text().splitlines() if path.is_file() else []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                self.measured[entry["key"]] = (float(entry["dsc_drop"]), float(entry["output_error"]))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue  # a line cut short when the sweep was interrupted
+
+    @classmethod
+    def for_run(cls, identity: dict[str, Any]) -> SweepRecord:
+        key = sha256_json({"schema": SWEEP_SCHEMA, **identity})[:24]
+        return cls(cache_dir() / "quantize-sweep" / f"{key}.jsonl")
+
+    def get(self, key: str) -> tuple[float, float] | None:
+        return self.measured.get(key)
+
+    def add(self, key: str, dsc_drop: float, output_error: float) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as handle:
+            if handle.tell() and not self.path.read_bytes().endswith(b"\n"):
+                handle.write("\n")  # end the line an interruption cut short
+            handle.write(json.dumps({"key": key, "dsc_drop": dsc_drop, "output_error": output_error}) + "\n")
+        self.measured[key] = (dsc_drop, output_error)
 
 
 def most_sensitive_first(results: list[BlockSensitivity]) -> list[BlockSensitivity]:

@@ -3,8 +3,8 @@
 1. Calibration feeds from train-split objects of a data manifest (:mod:`medkd.quantize.calibration`);
    validation and test objects for the DSC gate and the report.
 2. Every quantizable node quantized by the recipe; with ``max_dsc_drop`` the validation DSC of the
-   whole pipeline is compared with FP32 and, while it drops more, the most sensitive block (from a
-   one-block-at-a-time sweep) goes back to float.
+   whole pipeline is compared with FP32 and, if it drops more, the fewest most sensitive blocks (from a
+   one-block-at-a-time sweep, resumable) go back to float (:mod:`medkd.quantize.gate`).
 3. The output keeps the export layout (``medkd eval``, ``medkd segment`` and ``medkd export tensorrt``
    take it unchanged) and adds ``config.quantization`` and ``metrics.quantization``: output errors,
    DSC / NSD against FP32 on val and test, sizes, ONNX Runtime latency FP32 vs INT8, the blocks kept in
@@ -45,10 +45,12 @@ from medkd.quantize.measure import (
 )
 from medkd.quantize.nodes import block_of, float_by_recipe
 from medkd.quantize.options import QuantizeOptions
+from medkd.quantize.sensitivity import SweepRecord
 from medkd.quantize.symmetry import QDQ_OPS, require_symmetric
 from medkd.quantize.trt_cache import write_calibration_cache
 from medkd.quantize.workbench import FOLLOWS, Workbench, graph_names
 
+from medkd import __version__
 from medkd.artifacts import (
     MANIFEST_NAME,
     ArtifactInput,
@@ -120,10 +122,29 @@ def _unfused_report(bench: Workbench) -> list[dict[str, Any]]:
     return [{"graph": g, "block": block_of(node), "node": node, "reason": reason} for g in bench.graphs for node in sorted(bench.unfused[g])]
 
 
-def _choose_int8(bench: Workbench, val: Objects, loader: RowLoader, options: QuantizeOptions, fp32_val_dsc: float) -> tuple[dict[str, Path], dict[str, Any]]:
+def _sweep_record(bench: Workbench, calibration: Objects, val: Objects, data: Path, options: QuantizeOptions) -> SweepRecord:
+    """Where this run's sensitivity sweep keeps its measurements: the same graphs, recipe, objects and
+    crop (a rerun after an interruption) find them again."""
+    return SweepRecord.for_run(
+        {
+            "fp32": {graph: sha256_file(bench.fp32[graph]) for graph in bench.graphs},
+            "preprocessing": bench.layout["preprocessing"],
+            "recipe": options.recipe.to_dict(),
+            "crop": options.crop,
+            "graphs": options.graphs,
+            "ort_fusion": options.ort_fusion,
+            "data": sha256_file(data),
+            "calibration": [row.id for row in calibration.rows],
+            "validation": [row.id for row in val.rows],
+            "medkd": __version__,
+        }
+    )
+
+
+def _choose_int8(bench: Workbench, val: Objects, loader: RowLoader, options: QuantizeOptions, fp32_val_dsc: float, record: SweepRecord) -> tuple[dict[str, Path], dict[str, Any]]:
     """INT8 variants of every graph with the blocks the gate keeps in float, and what decided them."""
     forced = set(options.keep_float)
-    gate = Gate(bench, val, loader, options, fp32_val_dsc)
+    gate = Gate(bench, val, loader, options, fp32_val_dsc, record)
     if options.sweep:
         gate.run_sweep()
     kept = gate.hold({g: set(forced) for g in bench.unit_graphs})
@@ -218,7 +239,8 @@ def quantize_export(export_dir: Path, out: Path, data: Path, options: QuantizeOp
         if options.precision == "fp16":
             chosen, details = _choose_fp16(bench)
         else:
-            chosen, details = _choose_int8(bench, splits["val"], loader, options, float(fp32_scores["val"]["dsc"] or 0.0))
+            record = _sweep_record(bench, calibration, splits["val"], data, options)
+            chosen, details = _choose_int8(bench, splits["val"], loader, options, float(fp32_scores["val"]["dsc"] or 0.0), record)
         report = {
             "precision": options.precision,
             "recipe": options.recipe.to_dict(),

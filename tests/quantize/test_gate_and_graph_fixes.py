@@ -13,6 +13,7 @@ from medkd.quantize.backends import shapes_off_fusions
 from medkd.quantize.calibration import Objects
 from medkd.quantize.gate import Gate
 from medkd.quantize.options import QuantizeOptions
+from medkd.quantize.sensitivity import SweepRecord
 from onnx import TensorProto, helper, numpy_helper
 
 from medkd.errors import MedkdError
@@ -20,6 +21,14 @@ from medkd.errors import MedkdError
 # Validation DSC lost by each block when quantized (alone, and additively together).
 COST = {"/encoder/blocks.0": 0.004, "/encoder/blocks.1": 0.030, "/encoder/blocks.2": 0.001, "/transformer/layers.0": 0.012}
 GRAPH_OF = {"/encoder/blocks.0": "encoder", "/encoder/blocks.1": "encoder", "/encoder/blocks.2": "encoder", "/transformer/layers.0": "decoder"}
+
+
+class Variant(frozenset):
+    """The blocks a stand-in variant quantizes, named like a quantized file."""
+
+    @property
+    def name(self) -> str:
+        return "+".join(sorted(self)) + ".onnx"
 
 
 class StandInBench:
@@ -31,8 +40,8 @@ class StandInBench:
     def blocks(self, graph: str) -> dict[str, list[str]]:
         return {b: [f"{b}/MatMul"] for b, g in GRAPH_OF.items() if g == graph}
 
-    def quantize(self, graph: str, kept: set[str]) -> frozenset[str]:
-        return frozenset(b for b in self.blocks(graph) if b not in kept)
+    def quantize(self, graph: str, kept: set[str]) -> Variant:
+        return Variant(b for b in self.blocks(graph) if b not in kept)
 
     def assemble(self, chosen: dict, name: str) -> dict:
         return chosen
@@ -48,9 +57,9 @@ def gate(monkeypatch):
     monkeypatch.setattr(gate_module, "output_error", lambda *args: 0.0)
     monkeypatch.setattr(gate_module, "cpu_session", lambda *args: None)
 
-    def make(max_drop: float | None) -> Gate:
+    def make(max_drop: float | None, record: SweepRecord | None = None) -> Gate:
         val = Objects(rows=[], feeds={"encoder": [], "decoder": []})
-        return Gate(StandInBench(), val, None, QuantizeOptions(max_dsc_drop=max_drop, progress=False), 0.8)  # type: ignore[arg-type]
+        return Gate(StandInBench(), val, None, QuantizeOptions(max_dsc_drop=max_drop, progress=False), 0.8, record)  # type: ignore[arg-type]
 
     return make
 
@@ -75,7 +84,28 @@ def test_gate_that_cannot_hold_fails(gate):
     g.fp32_dsc = 0.9  # FP32 better than even the all-float variant (0.8): no zero drop is possible
     with pytest.raises(MedkdError, match="even with every block in float"):
         g.hold({"encoder": set(), "decoder": set()})
-    assert len(g.history) == 5  # everything quantized, then four blocks reverted one by one
+    assert [len(step["kept_in_float"]) for step in g.history] == [0, 1, 2, 4]  # then all four: still missed
+
+
+def test_gate_searches_the_fewest_blocks_that_hold(gate):
+    """Counts 1, 2, 4 kept in float, then bisection between the last miss (2) and the first hold (4)."""
+    g = gate(0.002)
+    kept = g.hold({"encoder": set(), "decoder": set()})
+    assert [len(step["kept_in_float"]) for step in g.history] == [0, 1, 2, 4, 3]
+    assert [round(step["dsc_drop"], 3) for step in g.history] == [0.047, 0.017, 0.005, 0.0, 0.001]
+    assert kept == {"encoder": {"/encoder/blocks.1", "/encoder/blocks.0"}, "decoder": {"/transformer/layers.0"}}
+
+
+def test_interrupted_sweep_resumes_from_its_record(gate, tmp_path, monkeypatch):
+    path = tmp_path / "sweep.jsonl"
+    first = gate(0.01, SweepRecord(path)).run_sweep()
+    with path.open("a") as handle:
+        handle.write('{"key": "cut sho')  # what an interruption mid-write leaves
+    monkeypatch.setattr(gate_module, "segmentation_scores", lambda *args: pytest.fail("a recorded block was measured again"))
+    resumed = gate(0.01, SweepRecord(path)).run_sweep()
+    assert resumed == first and len(SweepRecord(path).measured) == 4
+    SweepRecord(path).add("encoder:x:y.onnx", 0.5, 0.1)
+    assert SweepRecord(path).get("encoder:x:y.onnx") == (0.5, 0.1) and len(SweepRecord(path).measured) == 5
 
 
 def test_shape_nodes_read_the_float_tensor_so_ort_can_fuse_the_matmul():

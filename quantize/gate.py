@@ -10,6 +10,7 @@ says for each kept block why it stayed float.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from medkd.runtime.onnx_runtime import cpu_session
@@ -32,28 +33,28 @@ class Gate:
         self.bench, self.val, self.loader, self.options, self.record = bench, val, loader, options, record
         self.fp32_dsc = fp32_val_dsc
         self.history: list[dict[str, Any]] = []
+        self.chosen_step = 0
         self.sensitivity: list[BlockSensitivity] | None = None
         self._fp32_outputs: dict[str, list] = {}
 
-    def dsc(self, kept: dict[str, set[str]], name: str) -> float:
-        """Validation DSC of the pipeline with every selected graph quantized except ``kept``."""
-        chosen = {g: self.bench.quantize(g, kept[g]) for g in self.bench.unit_graphs}
-        score = segmentation_scores(self.bench.assemble(chosen, name), self.val.rows, self.loader, self.options.crop, self.options.threads)["dsc"]
-        return float(score or 0.0)
+    def scores(self, directory: Path) -> tuple[float, float]:
+        """Validation DSC of an assembled pipeline and its masks' agreement with the FP32 export's."""
+        scores = segmentation_scores(directory, self.val.rows, self.loader, self.options.crop, self.options.threads, reference=self.bench.export_dir)
+        return float(scores["dsc"] or 0.0), float(scores["agreement_dsc"] or 0.0)
 
-    def measure_block(self, graph: str, block: str) -> tuple[float, float]:
-        """(validation DSC drop, output error) with only ``block`` of ``graph`` quantized."""
+    def measure_block(self, graph: str, block: str) -> tuple[float, float, float]:
+        """(validation DSC drop, output error, mask change) with only ``block`` of ``graph`` quantized."""
         threads = self.options.threads
         path = self.bench.quantize(graph, {b for b in self.bench.blocks(graph) if b != block})
         key = f"{graph}:{block}:{path.name}"  # the variant's name says which nodes it quantizes
         if self.record is not None and (known := self.record.get(key)) is not None:
             return known
-        directory = self.bench.assemble({graph: path}, "sweep")
-        dsc = segmentation_scores(directory, self.val.rows, self.loader, self.options.crop, threads)["dsc"] or 0.0
+        dsc, agreement = self.scores(self.bench.assemble({graph: path}, "sweep"))
         error = output_error(self.fp32_outputs(graph), cpu_session(path, threads), MAIN_OUTPUT[graph], self.val.feeds[graph])
+        measured = (self.fp32_dsc - dsc, error, 1.0 - agreement)
         if self.record is not None:
-            self.record.add(key, self.fp32_dsc - float(dsc), error)
-        return self.fp32_dsc - float(dsc), error
+            self.record.add(key, measured)
+        return measured
 
     def fp32_outputs(self, graph: str) -> list:
         """The FP32 graph's main output on the validation feeds, computed once for the whole sweep."""
@@ -69,7 +70,7 @@ class Gate:
 
     def hold(self, kept: dict[str, set[str]]) -> dict[str, set[str]]:
         """``kept`` grown by the fewest most-sensitive blocks that hold the gate (``MedkdError`` when
-        even all of them in float miss it)."""
+        even all of them in float miss it); ``chosen_step`` names the step of ``history`` it returns."""
         if self.holds(kept):
             return kept
         order = [s for s in self.run_sweep() if s.block not in kept[s.graph]]
@@ -89,18 +90,23 @@ class Gate:
                 raise MedkdError(f"validation DSC drops {self.history[-1]['dsc_drop']:.4f} > {self.options.max_dsc_drop} even with every block in float")
             else:
                 missed, count = count, count * 2
+        chosen = len(self.history) - 1
         while held - missed > 1:
             middle = (missed + held) // 2
             if self.holds(with_top(middle)):
-                held = middle
+                held, chosen = middle, len(self.history) - 1
             else:
                 missed = middle
+        self.chosen_step = chosen
         return with_top(held)
 
     def holds(self, kept: dict[str, set[str]]) -> bool:
         """Score the pipeline with ``kept`` in float, record the step, and say whether the gate holds."""
-        dsc = self.dsc(kept, f"gate-{len(self.history)}")
-        self.history.append({"kept_in_float": sorted(b for g in kept for b in kept[g]), "val_dsc": dsc, "dsc_drop": self.fp32_dsc - dsc})
+        chosen = {g: self.bench.quantize(g, kept[g]) for g in self.bench.unit_graphs}
+        dsc, agreement = self.scores(self.bench.assemble(chosen, f"gate-{len(self.history)}"))
+        self.history.append(
+            {"kept_in_float": sorted(b for g in kept for b in kept[g]), "val_dsc": dsc, "dsc_drop": self.fp32_dsc - dsc, "agreement_with_fp32": agreement}
+        )
         limit = self.options.max_dsc_drop
         return limit is None or self.fp32_dsc - dsc <= limit
 
@@ -116,6 +122,8 @@ def kept_report(kept: dict[str, set[str]], forced: set[str], sensitivity: list[B
                 entry["reason"] = "kept in float by request (--keep-float)"
             else:
                 s = measured[(graph, block)]
-                entry.update({"reason": "DSC gate: most sensitive remaining block", "dsc_drop_alone": s.dsc_drop, "output_error_alone": s.output_error})
+                entry.update(
+                    {"reason": "DSC gate: among the blocks that move the masks most", "mask_change_alone": s.mask_change, "dsc_drop_alone": s.dsc_drop, "output_error_alone": s.output_error}
+                )
             report.append(entry)
     return report

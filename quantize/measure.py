@@ -2,7 +2,8 @@
 
 - output error: ``||int8 - fp32|| / ||fp32||`` of a graph's main output (the encoder's embeddings, the
   decoders' low-resolution mask logits), averaged over feeds;
-- DSC / NSD of the whole exported pipeline on manifest objects (``medkd eval``'s own code);
+- DSC / NSD of the whole exported pipeline on manifest objects (``medkd eval``'s own code), and its
+  masks' agreement (DSC) with the FP32 export's masks on the same objects;
 - ONNX Runtime latency of two graphs side by side: runs alternate between them, so both see the same
   machine load, and the report keeps medians (p50) and p90.
 """
@@ -21,6 +22,7 @@ from medkd.quantize.calibration import Feed
 from medkd.data.loading import RowLoader
 from medkd.data.manifest import ManifestRow
 from medkd.evaluation import evaluate
+from medkd.evaluation.reference_masks import default_reference_dir
 
 MAIN_OUTPUT = {"encoder": "image_embeddings", "decoder": "low_res_masks", "decoder_trt": "low_res_masks", "unet": "logits"}
 
@@ -39,17 +41,23 @@ def output_error(expected: list[np.ndarray], candidate: ort.InferenceSession, ou
     return float(np.mean(errors))
 
 
-def segmentation_scores(directory: Path, rows: list[ManifestRow], loader: RowLoader, crop: str | None, threads: int | None = None) -> dict[str, float | None]:
-    """Mean DSC and NSD of an export-layout directory on ``rows`` (box prompts; ``crop`` None: the model's own).
+def segmentation_scores(
+    directory: Path, rows: list[ManifestRow], loader: RowLoader, crop: str | None, threads: int | None = None, reference: Path | None = None
+) -> dict[str, float | None]:
+    """Mean DSC and NSD of an export-layout directory on ``rows`` (box prompts; ``crop`` None: the model's
+    own), and with ``reference`` (the FP32 export) the mean agreement DSC with its masks, which are
+    computed once and kept in the reference-mask cache.
 
     An overriding ``crop`` is applied without a warning per call: the stage warns once, on resolving it.
     """
-    segmenter = OnnxSegmenter(directory, threads)
-    if crop is not None:
-        segmenter.preprocessing = replace(segmenter.preprocessing, crop=crop)
-    result = evaluate(segmenter, rows, loader, "box", batch_size=1, progress=False)
+    segmenter, teacher = (None if path is None else OnnxSegmenter(path, threads) for path in (directory, reference))
+    for model in (segmenter, teacher):
+        if model is not None and crop is not None:
+            model.preprocessing = replace(model.preprocessing, crop=crop)
+    references = None if teacher is None else default_reference_dir()
+    result = evaluate(segmenter, rows, loader, "box", batch_size=1, teacher=teacher, progress=False, reference_dir=references, keep_own=False)
     overall = result.summary["overall"]
-    return {metric: overall[metric]["mean"] for metric in ("dsc", "nsd")}
+    return {metric: overall[metric]["mean"] for metric in ("dsc", "nsd", "agreement_dsc") if metric in overall}
 
 
 def side_by_side_latency(graphs: dict[str, Path], feed: Feed, threads: int = 2, runs: int = 20, warmup: int = 3) -> dict[str, dict[str, float]]:

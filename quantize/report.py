@@ -42,15 +42,16 @@ def float_table(report: dict[str, Any]) -> Table | None:
     if not kept:
         return None
     table = Table(title="kept in float")
-    for header in ("graph", "block", "reason", "DSC drop alone", "output error alone"):
+    for header in ("graph", "block", "reason", "mask change alone", "DSC drop alone", "output error alone"):
         table.add_column(header)
     unfused: dict[str, list[dict[str, Any]]] = {}
     for entry in kept:
         if "node" in entry:  # one node left float for ONNX Runtime: summarised per graph below
             unfused.setdefault(entry["graph"], []).append(entry)
             continue
-        table.add_row(entry["graph"], entry["block"], entry["reason"], _number(entry.get("dsc_drop_alone")), _number(entry.get("output_error_alone")))
+        alone = (entry.get(f"{measure}_alone") for measure in ("mask_change", "dsc_drop", "output_error"))
+        table.add_row(entry["graph"], entry["block"], entry["reason"], *(_number(value) for value in alone))
     for graph, entries in unfused.items():
         blocks = len({e["block"] for e in entries})
-        table.add_row(graph, f"{len(entries)} nodes in {blocks} blocks", entries[0]["reason"], "", "")
+        table.add_row(graph, f"{len(entries)} nodes in {blocks} blocks", entries[0]["reason"], "", "", "")
     return table

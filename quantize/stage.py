@@ -151,7 +151,7 @@ def _choose_int8(bench: Workbench, val: Objects, loader: RowLoader, options: Qua
     chosen = {g: bench.quantize(g, kept.get(FOLLOWS.get(g, g), set())) for g in bench.graphs}
     details: dict[str, Any] = {
         "kept_in_float": kept_report(kept, forced, gate.sensitivity) + _unfused_report(bench),
-        "gate": {"max_dsc_drop": options.max_dsc_drop, "fp32_val_dsc": gate.fp32_dsc, "steps": gate.history},
+        "gate": {"max_dsc_drop": options.max_dsc_drop, "fp32_val_dsc": gate.fp32_dsc, "steps": gate.history, "chosen_step": gate.chosen_step},
         "quantized_nodes": {g: _count_quantized(chosen[g]) for g in bench.graphs},
         "float_by_recipe": {g: float_by_recipe(onnx.load(str(bench.fp32[g]), load_external_data=False), options.recipe) for g in bench.graphs},
     }

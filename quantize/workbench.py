@@ -48,6 +48,7 @@ class Workbench:
     """The FP32 graphs of one export, their quantizable nodes and their quantized variants."""
 
     def __init__(self, export_dir: Path, layout: dict[str, Any], scratch: Path, recipe: Recipe, feeds: dict[str, list[Feed]], selected: tuple[str, ...] = (), ort_fusion: bool = True) -> None:
+        self.export_dir = export_dir
         self.layout = layout
         self.scratch = scratch
         self.recipe = recipe

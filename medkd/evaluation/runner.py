@@ -115,19 +115,21 @@ def evaluate(
     teacher: Segmenter | None = None,
     progress: bool = True,
     reference_dir: Path | None = None,
+    keep_own: bool = True,
 ) -> EvalResult:
     """Metrics of ``segmenter`` on ``rows`` (and agreement with ``teacher`` when given).
 
     Each model runs with its own preprocessing; ``crop`` overrides the crop ``segmenter`` was trained
     with (with a warning when it differs), and the teacher runs with the same crop as the student.
     With ``reference_dir``, the teacher's masks are read from there where present, and every model's
-    masks are kept there for later evaluations against it (:mod:`reference_masks`).
+    masks are kept there for later evaluations against it (:mod:`reference_masks`; ``keep_own=False``:
+    the teacher's only, for a model nobody will compare with).
     """
     preprocessing = segmenter.preprocessing.with_crop(crop, source=segmenter.name)
     reference_preprocessing = replace(teacher.preprocessing, crop=preprocessing.crop) if teacher else None
     stored = own = None
     if reference_dir is not None:
-        own = ReferenceMasks(reference_dir, segmenter, preprocessing, prompt)
+        own = ReferenceMasks(reference_dir, segmenter, preprocessing, prompt) if keep_own else None
         if teacher is not None:
             stored = ReferenceMasks(reference_dir, teacher, reference_preprocessing, prompt)  # type: ignore[arg-type]
     units = _units(rows, preprocessing.crop)

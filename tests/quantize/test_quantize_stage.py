@@ -60,14 +60,17 @@ def test_report_holds_the_gate_and_records_what_was_measured(tiny_quant):
         assert accuracy["objects"] == 3 and 0.0 <= accuracy["int8"]["dsc"] <= 1.0
         assert accuracy["dsc_drop"] == pytest.approx(accuracy["fp32"]["dsc"] - accuracy["int8"]["dsc"])
     assert report["accuracy"]["val"]["dsc_drop"] <= 0.01
-    assert report["gate"]["steps"][-1]["dsc_drop"] <= 0.01
+    gate = report["gate"]
+    assert gate["steps"][gate["chosen_step"]]["dsc_drop"] <= 0.01
+    assert all(0.0 <= step["agreement_with_fp32"] <= 1.0 for step in gate["steps"])
     assert 0.0 < report["output_rel_error"]["test"]["encoder"] < 0.5
     for graph, sizes in report["size_bytes"].items():
         assert sizes["int8"] < sizes["fp32"], graph
     assert report["latency"]["encoder"]["fp32"]["p50_ms"] > 0 and report["latency"]["encoder"]["speedup_p50"] > 0
     sensitivity = report["sensitivity"]
     assert {s["graph"] for s in sensitivity} == {"encoder", "decoder"}
-    assert [(s["dsc_drop"], s["output_error"]) for s in sensitivity] == sorted(((s["dsc_drop"], s["output_error"]) for s in sensitivity), key=lambda t: (round(t[0], 6), t[1]), reverse=True)
+    ranking = [(s["mask_change"], s["output_error"]) for s in sensitivity]
+    assert ranking == sorted(ranking, key=lambda t: (round(t[0], 6), t[1]), reverse=True) and all(0.0 <= m <= 1.0 for m, _ in ranking)
     floats = report["float_by_recipe"]["encoder"]
     assert floats["LayerNormalization (never quantized)"] > 0 and floats["product of two activations (attention)"] == 2  # q @ k, attn @ v
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -43,10 +44,10 @@ def output_error(expected: list[np.ndarray], candidate: ort.InferenceSession, ou
 
 def segmentation_scores(
     directory: Path, rows: list[ManifestRow], loader: RowLoader, crop: str | None, threads: int | None = None, reference: Path | None = None
-) -> dict[str, float | None]:
+) -> dict[str, Any]:
     """Mean DSC and NSD of an export-layout directory on ``rows`` (box prompts; ``crop`` None: the model's
-    own), and with ``reference`` (the FP32 export) the mean agreement DSC with its masks, which are
-    computed once and kept in the reference-mask cache.
+    own) and each object's DSC (``dsc_by_object``), and with ``reference`` (the FP32 export) the mean
+    agreement DSC with its masks, which are computed once and kept in the reference-mask cache.
 
     An overriding ``crop`` is applied without a warning per call: the stage warns once, on resolving it.
     """
@@ -57,7 +58,8 @@ def segmentation_scores(
     references = None if teacher is None else default_reference_dir()
     result = evaluate(segmenter, rows, loader, "box", batch_size=1, teacher=teacher, progress=False, reference_dir=references, keep_own=False)
     overall = result.summary["overall"]
-    return {metric: overall[metric]["mean"] for metric in ("dsc", "nsd", "agreement_dsc") if metric in overall}
+    scores: dict[str, Any] = {metric: overall[metric]["mean"] for metric in ("dsc", "nsd", "agreement_dsc") if metric in overall}
+    return {**scores, "dsc_by_object": {record["id"]: record["dsc"] for record in result.records}}
 
 
 def side_by_side_latency(graphs: dict[str, Path], feed: Feed, threads: int = 2, runs: int = 20, warmup: int = 3) -> dict[str, dict[str, float]]:

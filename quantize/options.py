@@ -22,6 +22,7 @@ class QuantizeOptions:
     crop: str | None = None  # None: the export's own (trained) crop; a value overrides it, with a warning
     max_dsc_drop: float | None = None
     gate_samples: int = 16
+    gate_confidence: float = 0.9  # the gate holds when the drop is within bounds at this one-sided confidence
     test_samples: int = 16
     keep_float: tuple[str, ...] = ()
     graphs: tuple[str, ...] = ()  # graphs to quantize (empty: all; decoder_trt follows decoder)
@@ -40,6 +41,8 @@ class QuantizeOptions:
             raise BadInput(f"--precision must be one of {', '.join(PRECISIONS)}, not '{self.precision}'")
         if self.max_dsc_drop is not None and not 0.0 <= self.max_dsc_drop < 1.0:
             raise BadInput(f"--max-dsc-drop is a DSC fraction between 0 and 1 (0.01 = 1 point), not {self.max_dsc_drop}")
+        if not 0.5 <= self.gate_confidence < 1.0:
+            raise BadInput(f"--gate-confidence is a probability from 0.5 (the mean drop alone) to below 1, not {self.gate_confidence}")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "recipe": self.recipe.to_dict()}

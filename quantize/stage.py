@@ -141,17 +141,23 @@ def _sweep_record(bench: Workbench, calibration: Objects, val: Objects, data: Pa
     )
 
 
-def _choose_int8(bench: Workbench, val: Objects, loader: RowLoader, options: QuantizeOptions, fp32_val_dsc: float, record: SweepRecord) -> tuple[dict[str, Path], dict[str, Any]]:
+def _choose_int8(bench: Workbench, val: Objects, loader: RowLoader, options: QuantizeOptions, fp32_val: dict[str, Any], record: SweepRecord) -> tuple[dict[str, Path], dict[str, Any]]:
     """INT8 variants of every graph with the blocks the gate keeps in float, and what decided them."""
     forced = set(options.keep_float)
-    gate = Gate(bench, val, loader, options, fp32_val_dsc, record)
+    gate = Gate(bench, val, loader, options, float(fp32_val["dsc"] or 0.0), record, fp32_val["dsc_by_object"])
     if options.sweep:
         gate.run_sweep()
     kept = gate.hold({g: set(forced) for g in bench.unit_graphs})
     chosen = {g: bench.quantize(g, kept.get(FOLLOWS.get(g, g), set())) for g in bench.graphs}
     details: dict[str, Any] = {
         "kept_in_float": kept_report(kept, forced, gate.sensitivity) + _unfused_report(bench),
-        "gate": {"max_dsc_drop": options.max_dsc_drop, "fp32_val_dsc": gate.fp32_dsc, "steps": gate.history, "chosen_step": gate.chosen_step},
+        "gate": {
+            "max_dsc_drop": options.max_dsc_drop,
+            "confidence": options.gate_confidence,
+            "fp32_val_dsc": gate.fp32_dsc,
+            "steps": gate.history,
+            "chosen_step": gate.chosen_step,
+        },
         "quantized_nodes": {g: _count_quantized(chosen[g]) for g in bench.graphs},
         "float_by_recipe": {g: float_by_recipe(onnx.load(str(bench.fp32[g]), load_external_data=False), options.recipe) for g in bench.graphs},
     }
@@ -172,7 +178,8 @@ def _measure(bench: Workbench, chosen: dict[str, Path], splits: dict[str, Object
     final = bench.assemble(chosen, "final")
     accuracy = {}
     for split, objects in splits.items():
-        before, after = fp32_scores[split], segmentation_scores(final, objects.rows, loader, options.crop, threads)
+        scored = fp32_scores[split], segmentation_scores(final, objects.rows, loader, options.crop, threads)
+        before, after = ({m: scores[m] for m in ("dsc", "nsd")} for scores in scored)
         drops = {f"{m}_drop": (before[m] or 0.0) - (after[m] or 0.0) for m in ("dsc", "nsd")}
         accuracy[split] = {"fp32": before, precision: after, **drops, "objects": len(objects.rows)}
     errors = {
@@ -240,7 +247,7 @@ def quantize_export(export_dir: Path, out: Path, data: Path, options: QuantizeOp
             chosen, details = _choose_fp16(bench)
         else:
             record = _sweep_record(bench, calibration, splits["val"], data, options)
-            chosen, details = _choose_int8(bench, splits["val"], loader, options, float(fp32_scores["val"]["dsc"] or 0.0), record)
+            chosen, details = _choose_int8(bench, splits["val"], loader, options, fp32_scores["val"], record)
         report = {
             "precision": options.precision,
             "recipe": options.recipe.to_dict(),

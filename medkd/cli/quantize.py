@@ -28,6 +28,9 @@ def quantize_command(
     smooth_quant: float = typer.Option(None, help="SmoothQuant alpha (0-1); off when not given."),
     max_dsc_drop: float = typer.Option(None, help="Largest allowed validation DSC drop against FP32 (0.01 = 1 point); reverts sensitive blocks."),
     gate_samples: int = typer.Option(16, min=1, help="Validation objects of the DSC gate and the sensitivity sweep."),
+    gate_confidence: float = typer.Option(
+        0.9, help="The gate holds when the validation DSC drop is within --max-dsc-drop at this one-sided confidence (paired per object; 0.5: the mean alone)."
+    ),
     test_samples: int = typer.Option(16, min=1, help="Test objects of the report."),
     crop: str = typer.Option(None, help="none or box: overrides the crop the export was trained with (default: its own; a different one warns)."),
     keep_float: list[str] = typer.Option(None, "--keep-float", help="Block or node name to keep in float (repeatable)."),
@@ -59,6 +62,7 @@ def quantize_command(
         crop=crop,
         max_dsc_drop=max_dsc_drop,
         gate_samples=gate_samples,
+        gate_confidence=gate_confidence,
         test_samples=test_samples,
         keep_float=tuple(keep_float or ()),
         graphs=_list(graphs),

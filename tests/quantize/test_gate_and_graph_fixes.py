@@ -54,7 +54,7 @@ def gate(monkeypatch):
         """DSC against ground truth falls by the blocks' costs; the masks move by twice that."""
         quantized = set().union(*chosen.values()) if len(chosen) == 2 else chosen.get("encoder", chosen.get("decoder"))
         cost = sum(COST[b] for b in quantized)
-        return {"dsc": 0.8 - cost, "nsd": None, "agreement_dsc": 1.0 - 2 * cost}
+        return {"dsc": 0.8 - cost, "nsd": None, "agreement_dsc": 1.0 - 2 * cost, "dsc_by_object": {"a": 0.8 - cost, "b": 0.8 - cost}}
 
     monkeypatch.setattr(gate_module, "segmentation_scores", scores)
     monkeypatch.setattr(gate_module, "output_error", lambda *args: 0.0)
@@ -62,7 +62,8 @@ def gate(monkeypatch):
 
     def make(max_drop: float | None, record: SweepRecord | None = None) -> Gate:
         val = Objects(rows=[], feeds={"encoder": [], "decoder": []})
-        return Gate(StandInBench(), val, None, QuantizeOptions(max_dsc_drop=max_drop, progress=False), 0.8, record)  # type: ignore[arg-type]
+        options = QuantizeOptions(max_dsc_drop=max_drop, progress=False)
+        return Gate(StandInBench(), val, None, options, 0.8, record, {"a": 0.8, "b": 0.8})  # type: ignore[arg-type]
 
     return make
 
@@ -99,6 +100,16 @@ def test_gate_searches_the_fewest_blocks_that_hold(gate):
     assert [round(step["dsc_drop"], 3) for step in g.history] == [0.047, 0.017, 0.005, 0.0, 0.001]
     assert g.chosen_step == 4
     assert kept == {"encoder": {"/encoder/blocks.1", "/encoder/blocks.0"}, "decoder": {"/transformer/layers.0"}}
+
+
+def test_a_mean_within_bounds_by_chance_does_not_hold(gate):
+    """Per-object changes of +-0.1 around a mean drop of 0.005: within bounds on average, not at 90 %
+    confidence (standard error 0.1 / sqrt 2 = 0.07); with identical changes the bound is the mean."""
+    g = gate(0.01)
+    assert g.drop_bound(0.005, {"a": 0.8 - 0.105, "b": 0.8 + 0.095}) == pytest.approx(0.005 + 1.2816 * 0.1, abs=1e-4)
+    assert g.drop_bound(0.005, {"a": 0.795, "b": 0.795}) == pytest.approx(0.005)
+    with pytest.raises(Exception, match="gate-confidence"):
+        QuantizeOptions(gate_confidence=0.3).check()
 
 
 def test_interrupted_sweep_resumes_from_its_record(gate, tmp_path, monkeypatch):

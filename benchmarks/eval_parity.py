@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from medkd.artifacts import atomic_write_json  # noqa: E402
 
 
 def _objects(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -99,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(table(report))
     if args.out:
-        tmp = args.out.with_name(args.out.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        os.replace(tmp, args.out)
+        atomic_write_json(args.out, report)
         print(f"wrote {args.out}")
     return 0 if report["passed"] else 1
 

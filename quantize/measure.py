@@ -43,20 +43,29 @@ def output_error(expected: list[np.ndarray], candidate: ort.InferenceSession, ou
 
 
 def segmentation_scores(
-    directory: Path, rows: list[ManifestRow], loader: RowLoader, crop: str | None, threads: int | None = None, reference: Path | None = None
+    directory: Path,
+    rows: list[ManifestRow],
+    loader: RowLoader,
+    crop: str | None,
+    threads: int | None = None,
+    reference: Path | None = None,
+    keep_masks: bool = False,
 ) -> dict[str, Any]:
     """Mean DSC and NSD of an export-layout directory on ``rows`` (box prompts; ``crop`` None: the model's
     own) and each object's DSC (``dsc_by_object``), and with ``reference`` (the FP32 export) the mean
-    agreement DSC with its masks, which are computed once and kept in the reference-mask cache.
+    agreement DSC with its masks, read from the reference-mask cache where there (else computed and
+    kept there). ``keep_masks`` keeps this directory's own masks there too (an export with a manifest:
+    the FP32 export, whose masks later scorings compare with).
 
     An overriding ``crop`` is applied without a warning per call: the stage warns once, on resolving it.
     """
-    segmenter, teacher = (None if path is None else OnnxSegmenter(path, threads) for path in (directory, reference))
+    segmenter = OnnxSegmenter(directory, threads)
+    teacher = None if reference is None else OnnxSegmenter(reference, threads)
     for model in (segmenter, teacher):
         if model is not None and crop is not None:
             model.preprocessing = replace(model.preprocessing, crop=crop)
-    references = None if teacher is None else default_reference_dir()
-    result = evaluate(segmenter, rows, loader, "box", batch_size=1, teacher=teacher, progress=False, reference_dir=references, keep_own=False)
+    references = default_reference_dir() if teacher is not None or keep_masks else None
+    result = evaluate(segmenter, rows, loader, "box", batch_size=1, teacher=teacher, progress=False, reference_dir=references, keep_own=keep_masks)
     overall = result.summary["overall"]
     scores: dict[str, Any] = {metric: overall[metric]["mean"] for metric in ("dsc", "nsd", "agreement_dsc") if metric in overall}
     return {**scores, "dsc_by_object": {record["id"]: record["dsc"] for record in result.records}}

@@ -239,7 +239,8 @@ def quantize_export(export_dir: Path, out: Path, data: Path, options: QuantizeOp
     manifest = load_manifest(data)
     loader = RowLoader(manifest, ArrayCache(default_cache_dir()))
     calibration, splits = _calibration_and_measurement_objects(export_dir, layout, manifest, loader, options, preprocessing)
-    fp32_scores = {split: segmentation_scores(export_dir, objects.rows, loader, options.crop, options.threads) for split, objects in splits.items()}
+    # The FP32 masks go to the reference-mask cache: the gate's agreement with FP32 reads them from there.
+    fp32_scores = {split: segmentation_scores(export_dir, objects.rows, loader, options.crop, options.threads, keep_masks=True) for split, objects in splits.items()}
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".quantize-") as scratch:
         bench = Workbench(export_dir, layout, Path(scratch), options.recipe, calibration.feeds, options.graphs, options.ort_fusion)

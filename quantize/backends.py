@@ -43,7 +43,7 @@ def ort_quantize(source: Path, target: Path, nodes: list[str], recipe: Recipe, r
         "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"],
     }
     if recipe.smooth_quant is not None:
-        extra.update({"SmoothQuant": True, "SmoothQuantAlpha": recipe.smooth_quant})
+        extra.update({"SmoothQuant": True, "SmoothQuantAlpha": recipe.smooth_quant, "CalibMovingAverage": recipe.method == "mean-minmax"})
     with _quiet():
         quantize_static(
             source,
@@ -144,7 +144,8 @@ def _signed_activations(model: onnx.ModelProto) -> int:
 
 
 def _nncf_range_estimator(recipe: Recipe):
-    """NNCF's counterpart of each calibration method: global min / max, mean quantiles, histogram."""
+    """NNCF's counterpart of each calibration method: global min / max, mean of each image's min / max,
+    mean quantiles, histogram."""
     from nncf.quantization.range_estimator import (
         AggregatorType,
         RangeEstimatorParameters,
@@ -155,6 +156,8 @@ def _nncf_range_estimator(recipe: Recipe):
 
     if recipe.method == "minmax":
         return RangeEstimatorParametersSet.MINMAX
+    if recipe.method == "mean-minmax":
+        return RangeEstimatorParametersSet.MEAN_MINMAX
     if recipe.method == "entropy":
         return RangeEstimatorParametersSet.HISTOGRAM
     quantile = StatisticsCollectorParameters(StatisticsType.QUANTILE, AggregatorType.MEAN, quantile_outlier_prob=1.0 - recipe.percentile / 100.0)

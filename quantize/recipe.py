@@ -17,7 +17,7 @@ from typing import Any
 from medkd.errors import BadInput
 
 BACKENDS = ("ort", "nncf")
-CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+CALIBRATION_METHODS = ("minmax", "mean-minmax", "percentile", "entropy")
 QUANTIZABLE_OP_TYPES = ("MatMul", "Gemm", "Conv")
 DEFAULT_OP_TYPES = ("MatMul", "Gemm", "Conv")
 

@@ -21,7 +21,7 @@ def quantize_command(
     backend: str = typer.Option("ort", help="ort (ONNX Runtime quantize_static) or nncf (nncf.quantize, ONNX backend)."),
     samples: int = typer.Option(32, min=1, help="Calibration objects (datasets in turn, every image before any image twice)."),
     calib_split: str = typer.Option("train", help="Split the calibration objects come from."),
-    method: str = typer.Option("minmax", help="Calibration: minmax, percentile or entropy."),
+    method: str = typer.Option("minmax", help="Calibration: minmax (extremes over all images), mean-minmax (mean of each image's extremes), percentile or entropy."),
     percentile: float = typer.Option(99.999, help="Percentile of --method percentile."),
     op_types: str = typer.Option("MatMul,Gemm,Conv", help="Operators whose weights and inputs are quantized (MatMul, Gemm, Conv)."),
     attention_matmuls: bool = typer.Option(False, "--attention-matmuls", help="Also quantize products of two activations (q @ k, attn @ v)."),

@@ -32,6 +32,15 @@ def test_minmax_covers_every_value_over_all_feeds(matmul_graph):
     assert ranges["x"] == pytest.approx(40.0) and ranges["y"] == pytest.approx(40.0)
 
 
+def test_mean_minmax_averages_each_feeds_extremes(matmul_graph):
+    """One outlier image pulls the range a third of the way, not all the way."""
+    feeds = _feeds()
+    lows, highs = np.mean([f["x"].min() for f in feeds]), np.mean([f["x"].max() for f in feeds])
+    ranges = amax(activation_ranges(matmul_graph, feeds, ["/b.0/MatMul"], "mean-minmax"))
+    assert ranges["x"] == pytest.approx(max(abs(lows), abs(highs)), rel=1e-6)
+    assert 10.0 < ranges["x"] < 20.0
+
+
 def test_percentile_and_entropy_clip_the_outlier(matmul_graph):
     percentile = amax(activation_ranges(matmul_graph, _feeds(), ["/b.0/MatMul"], "percentile", 99.9))["x"]
     entropy = amax(activation_ranges(matmul_graph, _feeds(), ["/b.0/MatMul"], "entropy"))["x"]

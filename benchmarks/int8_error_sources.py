@@ -16,13 +16,18 @@ and the relative error of the encoder's embedding on validation images is measur
 Each quantized activation's own rounding error (its scale against its FP32 values on the same images)
 is listed, and the network's amplification is measured apart from quantization: Gaussian noise of a
 given size relative to the RMS of a block's output, added in the FP32 graph, and the embedding's
-relative error that results. Table on screen; JSON under ``benchmarks/results/``.
+relative error that results. Where the FP32 encoder's time goes is measured too (ONNX Runtime's
+profiler, kernel time by stage), so a block's error can be weighed against what quantizing it can
+save. Tables on screen; JSON under ``benchmarks/results/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as dt
+import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -144,6 +149,30 @@ def noise_amplification(fp32: Path, at: str, sizes: list[float], feeds: list[dic
     return rows
 
 
+def stage_of(node: str) -> str:
+    """The stage a node of a TinyViT-style encoder belongs to: ``/encoder/layers.N``, the stem or the neck."""
+    found = re.match(r"/encoder/(layers\.\d+|patch_embed|neck)", node)
+    return found.group(0) if found else "other (layout reorders, unnamed nodes)"
+
+
+def time_shares(path: Path, feed: dict, runs: int = 4) -> dict[str, float]:
+    """Share of ONNX Runtime's kernel time in each stage of the graph at ``path`` over ``runs`` runs."""
+    with tempfile.TemporaryDirectory(prefix="medkd-profile-") as scratch:
+        options = cpu_options(2)
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(scratch) / "profile")
+        runner = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        for _ in range(runs):
+            runner.run(None, feed)
+        events = json.loads(Path(runner.end_profiling()).read_text())
+    spent: collections.Counter[str] = collections.Counter()
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            spent[stage_of(event["name"].removesuffix("_kernel_time"))] += event["dur"]
+    total = sum(spent.values())
+    return {stage: spent[stage] / total for stage in sorted(spent)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--export", type=Path, required=True, help="An FP32 export (medkd export onnx) with a TinyViT-style encoder.")
@@ -185,6 +214,7 @@ def main() -> None:
             for block in blocks:
                 results["blocks"][method].append(block_errors(bench, block, feeds, reference))
                 console.log(f"{method} {block}: {results['blocks'][method][-1]['lowered']:.3f}")
+    results["fp32_time_shares"] = time_shares(encoder_path, feeds[0])
     for at in args.noise_at.split(","):
         results["noise"] += noise_amplification(encoder_path, at, [float(s) for s in args.noise.split(",")], feeds, reference)
 
@@ -202,6 +232,7 @@ def main() -> None:
     for row in results["noise"]:
         noise.add_row(row["at"], f"{row['noise_rel']:.2f}", f"{row['embedding_rel_error']:.3f}", f"{row['embedding_rel_error'] / row['noise_rel']:.1f}x")
     console.print(noise)
+    console.print("FP32 encoder time by stage: " + ", ".join(f"{stage} {share:.1%}" for stage, share in results["fp32_time_shares"].items()))
 
     device = device_info()
     out = args.out or ROOT / "benchmarks" / "results" / f"int8-error-sources-{dt.date.today().isoformat()}-{device_slug(device)}.json"

@@ -59,3 +59,25 @@ def test_activation_rounding_reads_the_variants_scales(tmp_path):
         assert row["rounding_rel_error"] == pytest.approx(scale / 2, rel=0.05)
         got = [o[0] for o in sources.outputs(sources.session(variant, False), feeds, [sources.OUTPUT])]
         assert sources.relative_error(got, [f["x"] for f in feeds]) == pytest.approx(row["rounding_rel_error"], rel=0.02)
+
+
+@pytest.mark.parametrize(
+    ("node", "stage"),
+    [
+        ("/encoder/layers.0/blocks.1/conv2/c/Conv", "/encoder/layers.0"),
+        ("/encoder/layers.12/downsample/conv1/c/Conv", "/encoder/layers.12"),
+        ("/encoder/patch_embed/seq/seq.2/c/Conv", "/encoder/patch_embed"),
+        ("/encoder/neck/neck.0/Conv", "/encoder/neck"),
+        ("reorder_token_17", "other (layout reorders, unnamed nodes)"),
+    ],
+)
+def test_stage_of_a_node(node, stage):
+    assert sources.stage_of(node) == stage
+
+
+def test_time_shares_add_up_over_the_stages(tmp_path):
+    constants = [numpy_helper.from_array(np.float32(3.0), "w")]
+    nodes = [helper.make_node("Mul", ["x", "w"], ["h"], name="/encoder/layers.0/scale"), helper.make_node("Relu", ["h"], [sources.OUTPUT], name="/encoder/neck/relu")]
+    shares = sources.time_shares(_save(tmp_path, nodes, constants, "staged"), _feeds()[0], runs=2)
+    assert set(shares) == {"/encoder/layers.0", "/encoder/neck"}
+    assert sum(shares.values()) == pytest.approx(1.0)

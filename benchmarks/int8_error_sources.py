@@ -5,13 +5,16 @@ kernels, or the network amplifying what it is given.
 
 For each block named (default: the encoder's stem and first stage, one block of each later stage) and
 each calibration method, the block alone is quantized by ``medkd quantize``'s recipe (the rest FP32)
-and the relative error of the encoder's embedding on validation images is measured three ways:
+and the relative error of the encoder's embedding on validation images is measured three ways (four
+on a CPU with VNNI):
 
 - ``qdq``: the Q/DQ graph computed in float by ONNX Runtime with every optimization off: the error
   of int8 rounding alone, as TensorRT would compute it;
 - ``qdq_7bit``: the same with each weight re-quantized to 7 bits, as the CPU lowering does
   (:func:`medkd.runtime.cpu_lowering.seven_bit_weights`);
-- ``lowered``: the graph as medkd's runtime runs it (integer kernels).
+- ``lowered``: the graph as medkd's runtime runs it (integer kernels);
+- ``lowered_8bit``: the same with its 8-bit weights kept (``medkd quantize --cpu-weight-bits 8``),
+  where the CPU has VNNI.
 
 Each quantized activation's own rounding error (its scale against its FP32 values on the same images)
 is listed, and the network's amplification is measured apart from quantization: Gaussian noise of a
@@ -46,8 +49,8 @@ sys.path.insert(0, str(ROOT))
 from medkd.quantize.calibration import graph_feeds, model_inputs, spread_rows  # noqa: E402
 from medkd.quantize.recipe import CALIBRATION_METHODS, Recipe  # noqa: E402
 from medkd.quantize.workbench import Workbench  # noqa: E402
-from medkd.runtime.cpu_lowering import seven_bit_weights  # noqa: E402
-from medkd.runtime.layout import read_layout  # noqa: E402
+from medkd.runtime.cpu_lowering import WEIGHT_BITS_KEY, has_vnni, seven_bit_weights  # noqa: E402
+from medkd.runtime.layout import read_layout, stamp_metadata  # noqa: E402
 from medkd.runtime.onnx_runtime import cpu_options, cpu_session  # noqa: E402
 
 from medkd.artifacts import atomic_write_json, software_versions  # noqa: E402
@@ -125,6 +128,10 @@ def block_errors(bench: Workbench, block: str, feeds: list[dict], reference: lis
         "qdq_7bit": relative_error([o[0] for o in outputs(session(seven_bit, False), feeds, [OUTPUT])], reference),
         "lowered": relative_error([o[0] for o in outputs(cpu_session(path, 2), feeds, [OUTPUT])], reference),
     }
+    if has_vnni():  # 8-bit weights, as ``medkd quantize --cpu-weight-bits 8`` lowers them for VNNI CPUs
+        marked = path.with_name(f"{path.stem}-8bit.onnx")
+        stamp_metadata(path, {WEIGHT_BITS_KEY: "8"}, marked)
+        errors["lowered_8bit"] = relative_error([o[0] for o in outputs(cpu_session(marked, 2), feeds, [OUTPUT])], reference)
     return {"block": block, "nodes": len(bench.blocks("encoder")[block]), **errors, "activations": activation_rounding(variant, bench.fp32["encoder"], feeds)}
 
 
@@ -220,11 +227,12 @@ def main() -> None:
 
     table = Table(title="Embedding relative error with one block quantized")
     table.add_column("block")
+    hows = ("qdq", "qdq_7bit", "lowered", "lowered_8bit") if has_vnni() else ("qdq", "qdq_7bit", "lowered")
     for method in results["blocks"]:
-        for how in ("qdq", "qdq_7bit", "lowered"):
+        for how in hows:
             table.add_column(f"{method} {how}", justify="right")
     for index, block in enumerate(blocks):
-        table.add_row(block, *(f"{rows[index][how]:.3f}" for rows in results["blocks"].values() for how in ("qdq", "qdq_7bit", "lowered")))
+        table.add_row(block, *(f"{rows[index][how]:.3f}" for rows in results["blocks"].values() for how in hows))
     console.print(table)
     noise = Table(title="Embedding relative error after Gaussian noise in the FP32 graph")
     for column in ("added at", "noise (rel. to RMS)", "embedding error", "amplification"):

@@ -20,7 +20,7 @@ from typing import Any
 
 from medkd.runtime.onnx_runtime import cpu_session
 from medkd.quantize.calibration import Objects
-from medkd.quantize.measure import MAIN_OUTPUT, graph_outputs, output_error, segmentation_scores
+from medkd.quantize.measure import MAIN_OUTPUT, output_error, segmentation_scores
 from medkd.quantize.options import QuantizeOptions
 from medkd.quantize.sensitivity import BlockSensitivity, SweepRecord, sweep
 from medkd.quantize.workbench import Workbench
@@ -48,7 +48,6 @@ class Gate:
         self.history: list[dict[str, Any]] = []
         self.chosen_step = 0
         self.sensitivity: list[BlockSensitivity] | None = None
-        self._fp32_outputs: dict[str, list] = {}
 
     def scores(self, directory: Path) -> tuple[float, float, dict[str, float]]:
         """Validation DSC of an assembled pipeline, its masks' agreement with the FP32 export's and each object's DSC."""
@@ -70,18 +69,12 @@ class Gate:
         if self.record is not None and (known := self.record.get(key)) is not None:
             return known
         dsc, agreement, _ = self.scores(self.bench.assemble({graph: path}, "sweep"))
-        error = output_error(self.fp32_outputs(graph), cpu_session(path, threads), MAIN_OUTPUT[graph], self.val.feeds[graph])
+        expected = self.bench.fp32_outputs(graph, "val", self.val.feeds[graph], threads)
+        error = output_error(expected, cpu_session(path, threads), MAIN_OUTPUT[graph], self.val.feeds[graph])
         measured = (self.fp32_dsc - dsc, error, 1.0 - agreement)
         if self.record is not None:
             self.record.add(key, measured)
         return measured
-
-    def fp32_outputs(self, graph: str) -> list:
-        """The FP32 graph's main output on the validation feeds, computed once for the whole sweep."""
-        if graph not in self._fp32_outputs:
-            session = cpu_session(self.bench.fp32[graph], self.options.threads)
-            self._fp32_outputs[graph] = graph_outputs(session, MAIN_OUTPUT[graph], self.val.feeds[graph])
-        return self._fp32_outputs[graph]
 
     def run_sweep(self) -> list[BlockSensitivity]:
         if self.sensitivity is None:

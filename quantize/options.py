@@ -8,6 +8,7 @@ from typing import Any
 from medkd.quantize.recipe import Recipe
 
 from medkd.errors import BadInput
+from medkd.runtime.cpu_lowering import has_vnni
 
 PRECISIONS = ("int8", "fp16")
 
@@ -41,6 +42,8 @@ class QuantizeOptions:
             raise BadInput(f"--precision must be one of {', '.join(PRECISIONS)}, not '{self.precision}'")
         if self.max_dsc_drop is not None and not 0.0 <= self.max_dsc_drop < 1.0:
             raise BadInput(f"--max-dsc-drop is a DSC fraction between 0 and 1 (0.01 = 1 point), not {self.max_dsc_drop}")
+        if self.recipe.cpu_weight_bits == 8 and self.precision == "int8" and not has_vnni():
+            raise BadInput("--cpu-weight-bits 8 needs a CPU with VNNI to measure on (without it ONNX Runtime's int8 kernels saturate); this CPU has none")
         if not 0.5 <= self.gate_confidence < 1.0:
             raise BadInput(f"--gate-confidence is a probability from 0.5 (the mean drop alone) to below 1, not {self.gate_confidence}")
 

@@ -6,6 +6,8 @@ Outputs of matrix products are not re-quantized, so ONNX Runtime runs them as ``
 and LayerNorm, Softmax, GELU and the attention bias stay in float; convolution outputs are (the form
 ``QLinearConv`` and TensorRT's fused convolutions take). Products of two activations (attention
 ``q @ k`` and ``attn @ v``) and grouped (depthwise) convolutions stay in float unless asked for.
+``cpu_weight_bits`` says how ONNX Runtime's CPU kernels take the weights (and so what the DSC gate
+measures): 7 bits on any x86 CPU, or 8 on CPUs with VNNI only (:mod:`medkd.runtime.cpu_lowering`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from medkd.errors import BadInput
+from medkd.runtime.cpu_lowering import WEIGHT_BITS
 
 BACKENDS = ("ort", "nncf")
 CALIBRATION_METHODS = ("minmax", "mean-minmax", "percentile", "entropy")
@@ -32,6 +35,7 @@ class Recipe:
     op_types: tuple[str, ...] = DEFAULT_OP_TYPES
     attention_matmuls: bool = False
     smooth_quant: float | None = None
+    cpu_weight_bits: int = 7
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -47,6 +51,8 @@ class Recipe:
             raise BadInput(f"--smooth-quant (alpha) must lie between 0 and 1, not {self.smooth_quant}")
         if self.smooth_quant is not None and self.backend == "ort" and importlib.util.find_spec("neural_compressor") is None:
             raise BadInput("SmoothQuant on the ort backend needs neural-compressor (pip install neural-compressor); --backend nncf has its own")
+        if self.cpu_weight_bits not in WEIGHT_BITS:
+            raise BadInput(f"--cpu-weight-bits must be one of {', '.join(map(str, WEIGHT_BITS))}, not {self.cpu_weight_bits}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -13,6 +13,7 @@ an encoder and a decoder are not on one scale. A
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -80,10 +81,13 @@ class SweepRecord:
 
     def add(self, key: str, measured: tuple[float, float, float]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as handle:
-            if handle.tell() and not self.path.read_bytes().endswith(b"\n"):
-                handle.write("\n")  # end the line an interruption cut short
-            handle.write(json.dumps({"key": key, **dict(zip(MEASURES, measured, strict=True))}) + "\n")
+        with self.path.open("a+b") as handle:  # writes append; only the last byte is read
+            size = handle.seek(0, os.SEEK_END)
+            if size:
+                handle.seek(size - 1)
+                if handle.read(1) != b"\n":
+                    handle.write(b"\n")  # end the line an interruption cut short
+            handle.write((json.dumps({"key": key, **dict(zip(MEASURES, measured, strict=True))}) + "\n").encode())
         self.measured[key] = measured
 
 

@@ -38,7 +38,6 @@ from medkd.quantize.fp16 import convert_fp16
 from medkd.quantize.gate import Gate, kept_report
 from medkd.quantize.measure import (
     MAIN_OUTPUT,
-    graph_outputs,
     output_error,
     segmentation_scores,
     side_by_side_latency,
@@ -183,7 +182,7 @@ def _measure(bench: Workbench, chosen: dict[str, Path], splits: dict[str, Object
         drops = {f"{m}_drop": (before[m] or 0.0) - (after[m] or 0.0) for m in ("dsc", "nsd")}
         accuracy[split] = {"fp32": before, precision: after, **drops, "objects": len(objects.rows)}
     errors = {
-        split: {g: output_error(graph_outputs(cpu_session(bench.fp32[g], threads), MAIN_OUTPUT[g], objects.feeds[g]), cpu_session(chosen[g], threads), MAIN_OUTPUT[g], objects.feeds[g]) for g in graphs}
+        split: {g: output_error(bench.fp32_outputs(g, split, objects.feeds[g], threads), cpu_session(chosen[g], threads), MAIN_OUTPUT[g], objects.feeds[g]) for g in graphs}
         for split, objects in splits.items()
     }
     latency: dict[str, Any] = {"threads": threads, "device": "cpu"}

@@ -13,11 +13,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
-from medkd.runtime.layout import EXPORT_KIND
+from medkd.runtime.cpu_lowering import WEIGHT_BITS_KEY
+from medkd.runtime.onnx_runtime import cpu_session
+from medkd.runtime.layout import EXPORT_KIND, stamp_metadata
 from medkd.quantize.backends import nncf_quantize, ort_quantize
 from medkd.quantize.calibration import Feed, activation_ranges
 from medkd.quantize.fusion import unfused_nodes
+from medkd.quantize.measure import MAIN_OUTPUT, graph_outputs
 from medkd.quantize.nodes import (
     block_of,
     blocks,
@@ -74,6 +78,7 @@ class Workbench:
             self.movements[graph] = movement_chains(model, self.candidates[graph])
         self._ranges: dict[str, Path] = {}
         self._variants: dict[tuple[str, frozenset[str]], Path] = {}
+        self._fp32_outputs: dict[tuple[str, str], list[np.ndarray]] = {}
 
     @property
     def unit_graphs(self) -> tuple[str, ...]:
@@ -93,6 +98,13 @@ class Workbench:
             save_tensors_data(activation_ranges(self.fp32[graph], self.feeds[graph], self.calibrated[graph], self.recipe.method, self.recipe.percentile), path)
             self._ranges[graph] = path
         return self._ranges[graph]
+
+    def fp32_outputs(self, graph: str, split: str, feeds: list[Feed], threads: int) -> list[np.ndarray]:
+        """The FP32 graph's main output on ``feeds`` (those of ``split``), computed once for the gate's
+        sweep and the report."""
+        if (graph, split) not in self._fp32_outputs:
+            self._fp32_outputs[graph, split] = graph_outputs(cpu_session(self.fp32[graph], threads), MAIN_OUTPUT[graph], feeds)
+        return self._fp32_outputs[graph, split]
 
     def nodes(self, graph: str, kept: set[str]) -> list[str]:
         """Candidate nodes of ``graph`` outside the blocks (or node names) in ``kept``."""
@@ -124,6 +136,8 @@ class Workbench:
         else:
             nncf_quantize(self.fp32[graph], target, nodes, self.recipe, self.feeds[graph], self.external[graph])
         require_symmetric(target)
+        if self.recipe.cpu_weight_bits != 7:  # the lowering's default: only a VNNI graph is marked
+            stamp_metadata(target, {WEIGHT_BITS_KEY: str(self.recipe.cpu_weight_bits)})
         return target
 
     def assemble(self, chosen: dict[str, Path], name: str) -> Path:

@@ -16,15 +16,15 @@ from pathlib import Path
 from medkd.bundle.schema import GraphSpec
 from medkd.bundle.targets import Target
 from medkd.bundle.variants import PlannedVariant
-from medkd.runtime.cpu_lowering import CPU_RUNTIME, cpu_file_name, is_quantized, write_cpu_graph
+from medkd.runtime.cpu_lowering import cpu_file_name, is_quantized, lowered_runtime, write_cpu_graph
 from medkd.runtime.layout import read_onnx
 
 
-def _carry_lowered(item: PlannedVariant, graph: GraphSpec, file: str) -> None:
-    """``graph`` of ``item`` as the lowered ``file``, its Q/DQ files left out."""
+def _carry_lowered(item: PlannedVariant, graph: GraphSpec, file: str, path: Path) -> None:
+    """``graph`` of ``item`` as the lowered ``file`` (at ``path``), its Q/DQ files left out."""
     for name in graph.files:
         item.files.pop(name, None)
-    graph.file, graph.files, graph.runtime = file, [file], CPU_RUNTIME
+    graph.file, graph.files, graph.runtime = file, [file], lowered_runtime(read_onnx(path))
 
 
 def _use_cpu_graphs(item: PlannedVariant, scratch: Path) -> None:
@@ -34,12 +34,12 @@ def _use_cpu_graphs(item: PlannedVariant, scratch: Path) -> None:
     for graph in item.variant.graphs:
         lowered = entries[graph.name].get("cpu_file")
         if lowered in item.files:
-            _carry_lowered(item, graph, lowered)
+            _carry_lowered(item, graph, lowered, item.source.directory / lowered)
         elif item.variant.precision == "int8" and is_quantized(read_onnx(item.source.directory / graph.file)):
             lowered = cpu_file_name(graph.file)
             item.derived[lowered] = scratch / item.variant.name / lowered
             write_cpu_graph(item.source.directory / graph.file, item.derived[lowered])
-            _carry_lowered(item, graph, lowered)
+            _carry_lowered(item, graph, lowered, item.derived[lowered])
 
 
 def _drop_cpu_graphs(item: PlannedVariant) -> None:

@@ -38,7 +38,8 @@ class TensorSpec:
 
 GRAPH_RUNTIMES = {
     "onnx": "a standard ONNX graph (float, or symmetric int8 Q/DQ as TensorRT builds from): any ONNX runtime",
-    "onnxruntime-cpu": "an INT8 graph lowered for ONNX Runtime's CPU integer kernels (QLinearConv, MatMulIntegerToFloat)",
+    "onnxruntime-cpu": "an INT8 graph lowered for ONNX Runtime's CPU integer kernels (QLinearConv, MatMulIntegerToFloat), 7-bit weights: any x86 CPU",
+    "onnxruntime-cpu-vnni": "an INT8 graph lowered for ONNX Runtime's CPU integer kernels with 8-bit weights: x86 CPUs with VNNI only",
     "tensorrt": "a TensorRT engine",
 }
 

@@ -26,6 +26,9 @@ def quantize_command(
     op_types: str = typer.Option("MatMul,Gemm,Conv", help="Operators whose weights and inputs are quantized (MatMul, Gemm, Conv)."),
     attention_matmuls: bool = typer.Option(False, "--attention-matmuls", help="Also quantize products of two activations (q @ k, attn @ v)."),
     smooth_quant: float = typer.Option(None, help="SmoothQuant alpha (0-1); off when not given."),
+    cpu_weight_bits: int = typer.Option(
+        7, help="Weights of ONNX Runtime's CPU kernels, as the gate measures them: 7 (any x86 CPU) or 8 (CPUs with VNNI only; half the rounding error, refused elsewhere)."
+    ),
     max_dsc_drop: float = typer.Option(None, help="Largest allowed validation DSC drop against FP32 (0.01 = 1 point); reverts sensitive blocks."),
     gate_samples: int = typer.Option(16, min=1, help="Validation objects of the DSC gate and the sensitivity sweep."),
     gate_confidence: float = typer.Option(
@@ -54,7 +57,7 @@ def quantize_command(
 
     model = one_of("--model", model, export_dir, "a positional EXPORT_DIR")
     data = one_of("--data", data, calib, "--calib")
-    recipe = Recipe(backend, method, percentile, _list(op_types), attention_matmuls, smooth_quant)
+    recipe = Recipe(backend, method, percentile, _list(op_types), attention_matmuls, smooth_quant, cpu_weight_bits)
     options = QuantizeOptions(
         recipe=recipe,
         samples=samples,

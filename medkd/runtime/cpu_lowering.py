@@ -20,6 +20,9 @@ would be wrong on many CPUs, which this module prevents:
   32767: a block's outputs were 4.7 % off on an AVX2 CPU. :func:`seven_bit_weights` re-quantizes each
   weight to at most 64 levels either side (ONNX Runtime's ``reduce_range``), on every CPU, so that the
   lowered graph computes the same integers everywhere; the DSC gate measures it through this lowering.
+  A graph quantized for VNNI CPUs only (``medkd quantize --cpu-weight-bits 8``, marked in its metadata:
+  :data:`WEIGHT_BITS_KEY`) keeps its 8-bit weights, whose rounding error is half as large; it is lowered
+  and run only where the CPU has VNNI (``vpdpbusd`` adds in 32 bits) and refused elsewhere.
 
 The on-disk graph is never changed; FP32 graphs (no ``QuantizeLinear``) are not touched.
 :func:`write_cpu_graph` writes the lowered graph as a file of its own (``GRAPH.cpu.onnx``), after ONNX
@@ -40,13 +43,19 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from medkd.artifacts import atomic_path
-from medkd.errors import MedkdError
+from medkd.bench.device import cpu_flags, cpuinfo_fields
+from medkd.errors import BadInput, MedkdError
 from medkd.runtime.layout import read_onnx
 
 MICROSOFT = "com.microsoft"
 PROTOBUF_LIMIT = 2**31 - 1
 CPU_RUNTIME = "onnxruntime-cpu"
+VNNI_RUNTIME = "onnxruntime-cpu-vnni"
 LOWERED_KEY = "medkd.lowered_for"
+WEIGHT_BITS_KEY = "medkd.cpu_weight_bits"
+WEIGHT_BITS = (7, 8)
+# x86 flags of 32-bit uint8 x int8 dot products (AVX-512 VNNI, AVX-VNNI, AMX): no 16-bit pair sums.
+VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 CPU_SUFFIX = ".cpu.onnx"
 # ONNX Runtime's integer CPU kernels: what a lowered graph runs instead of float Conv / MatMul on Q/DQ.
 INTEGER_KERNELS = ("QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul")
@@ -62,9 +71,36 @@ def is_quantized(model: onnx.ModelProto) -> bool:
     return any(node.op_type == "QuantizeLinear" for node in model.graph.node)
 
 
+def _metadata(model: onnx.ModelProto, key: str) -> str | None:
+    return next((p.value for p in model.metadata_props if p.key == key), None)
+
+
 def is_lowered(model: onnx.ModelProto) -> bool:
     """Whether the graph is already lowered for ONNX Runtime's CPU kernels (:func:`write_cpu_graph`)."""
-    return any(p.key == LOWERED_KEY and p.value == CPU_RUNTIME for p in model.metadata_props)
+    return _metadata(model, LOWERED_KEY) in (CPU_RUNTIME, VNNI_RUNTIME)
+
+
+def cpu_weight_bits(model: onnx.ModelProto) -> int:
+    """The bits of the weights the graph's CPU lowering keeps: 8 where it was quantized for VNNI CPUs, else 7."""
+    marked = _metadata(model, WEIGHT_BITS_KEY)
+    return int(marked) if marked in ("7", "8") else 7
+
+
+def lowered_runtime(model: onnx.ModelProto) -> str:
+    """The runtime the graph's CPU-lowered form is for: :data:`VNNI_RUNTIME` with 8-bit weights, else :data:`CPU_RUNTIME`."""
+    return VNNI_RUNTIME if cpu_weight_bits(model) == 8 else CPU_RUNTIME
+
+
+def has_vnni(flags: set[str] | None = None) -> bool:
+    """Whether the CPU (``flags``, default this one's) adds uint8 x int8 products in 32 bits (VNNI, AMX)."""
+    return bool(VNNI_FLAGS & (cpu_flags(cpuinfo_fields()) if flags is None else flags))
+
+
+def require_cpu_for(model: onnx.ModelProto, path: Path | str) -> None:
+    """``BadInput`` when the graph keeps 8-bit weights for VNNI CPUs and this CPU has no VNNI: its
+    integer kernels would saturate and return wrong values."""
+    if (cpu_weight_bits(model) == 8 or _metadata(model, LOWERED_KEY) == VNNI_RUNTIME) and not has_vnni():
+        raise BadInput(f"{path} was quantized for CPUs with VNNI (8-bit weights) and this CPU has none: its integer kernels would saturate; quantize with --cpu-weight-bits 7 or run it on a VNNI CPU")
 
 
 def cpu_file_name(file: str) -> str:
@@ -279,11 +315,12 @@ def _drop_unused_initializers(model: onnx.ModelProto) -> None:
 
 
 def lower_for_cpu(model: onnx.ModelProto) -> dict[str, int]:
-    """All four lowerings, in place, on a quantized graph; how many nodes (or weights) each changed."""
+    """All four lowerings, in place, on a quantized graph (the weights made 7-bit unless it is marked
+    for VNNI CPUs: :func:`cpu_weight_bits`); how many nodes (or weights) each changed."""
     if not is_quantized(model):
         return {}
     return {
-        "seven_bit_weights": seven_bit_weights(model),
+        "seven_bit_weights": seven_bit_weights(model) if cpu_weight_bits(model) == 7 else 0,
         "unsigned_activations": unsigned_activations(model),
         "gelu": fuse_erf_gelu(model),
         "matmul_integer_to_float": integer_matmuls(model),
@@ -294,7 +331,10 @@ def cpu_model(path: Path) -> str | bytes:
     """What to give ``onnxruntime.InferenceSession`` for the graph at ``path``: the path itself for a
     float graph, else the lowered graph's bytes (external data read in)."""
     model = read_onnx(path)
-    if not is_quantized(model) or is_lowered(model):
+    if not is_quantized(model) and not is_lowered(model):
+        return str(path)
+    require_cpu_for(model, path)
+    if is_lowered(model):
         return str(path)
     onnx.load_external_data_for_model(model, str(Path(path).parent))
     lower_for_cpu(model)
@@ -306,13 +346,13 @@ def cpu_model(path: Path) -> str | bytes:
 def write_cpu_graph(source: Path, target: Path) -> dict[str, int]:
     """Write the quantized graph at ``source`` to ``target`` lowered for ONNX Runtime's CPU kernels and
     optimized by ONNX Runtime at its extended level (the fusions that do not depend on the CPU: no
-    NCHWc layouts), marked as lowered; atomically. Returns the lowering's counts."""
+    NCHWc layouts), marked as lowered for :func:`lowered_runtime`; atomically. Returns the lowering's counts."""
     model = read_onnx(source)
     if not is_quantized(model):
         raise MedkdError(f"{source} holds no QuantizeLinear nodes: only quantized graphs are lowered")
     onnx.load_external_data_for_model(model, str(Path(source).parent))
     counts = lower_for_cpu(model)
-    model.metadata_props.add(key=LOWERED_KEY, value=CPU_RUNTIME)
+    model.metadata_props.add(key=LOWERED_KEY, value=lowered_runtime(model))
     if model.ByteSize() >= PROTOBUF_LIMIT:
         raise MedkdError(f"{source} is over 2 GiB: its CPU-lowered graph cannot be written")
     options = ort.SessionOptions()

@@ -15,7 +15,9 @@ from medkd.artifacts import hash_files, read_manifest, verify_files, write_manif
 from medkd.bundle.runtime import load_bundle_segmenter
 from medkd.bundle.trust import TrustPolicy
 from medkd.cli import run
-from medkd.runtime.cpu_lowering import CPU_RUNTIME, is_lowered
+from medkd.errors import BadInput
+from medkd.runtime import cpu_lowering
+from medkd.runtime.cpu_lowering import CPU_RUNTIME, VNNI_RUNTIME, has_vnni, is_lowered
 from medkd.runtime.onnx_runtime import cpu_session
 from tests.bundle.conftest import pack, read_members
 from tests.bundle.test_pack import bundle_manifest
@@ -94,3 +96,18 @@ def test_an_int8_artifact_without_a_cpu_graph_is_lowered_when_packed_and_the_bun
     report = tmp_path / "bench.json"  # the bundle's unpacked variant, timed: its layout names only the Q/DQ file
     assert run(["bench", "run", str(bundle), "--backend", "ort-int8", "--iters", "1", "--warmup", "0", "--allow-unsigned", "--out", str(report)]) == 0
     assert [e["file"] for e in json.loads(report.read_text())["entries"]] == ["encoder.cpu.onnx"]
+
+
+@pytest.mark.skipif(not has_vnni(), reason="8-bit CPU weights are quantized on a CPU with VNNI only")
+def test_a_vnni_int8_bundle_names_its_runtime_and_other_cpus_refuse_it(int8_run, ct_manifest, tmp_path, monkeypatch):
+    root = tmp_path / "run"
+    shutil.copytree(int8_run / "export", root / "export")
+    assert run(["quantize", "--model", str(root / "export"), "--data", str(ct_manifest), "--out", str(root / "int8"), "--graphs", "encoder", "--cpu-weight-bits", "8", *FEW]) == 0
+    bundle = pack(root, tmp_path / "vnni.medkd", "x86-cpu")
+    manifest, _ = bundle_manifest(bundle)
+    (encoder,) = [g for g in manifest.variant("onnx-int8").graphs if g.name == "encoder"]
+    assert (encoder.file, encoder.runtime) == ("encoder.cpu.onnx", VNNI_RUNTIME)
+    assert load_bundle_segmenter(bundle, TrustPolicy(None, allow_unsigned=True), "onnx-int8").sessions["encoder"]
+    monkeypatch.setattr(cpu_lowering, "cpuinfo_fields", lambda: {"flags": "sse4_2 avx2 fma"})  # a CPU without VNNI
+    with pytest.raises(BadInput, match="quantized for CPUs with VNNI"):
+        load_bundle_segmenter(bundle, TrustPolicy(None, allow_unsigned=True), "onnx-int8")

@@ -88,7 +88,7 @@ def test_the_schema_refuses_unknown_missing_newer_and_dangling(unet_bundle):
         (lambda v: v["model"].pop("version"), "manifest.model: missing key 'version'"),
         (lambda v: v.update(schema=1), "bundle schema 1 is not one this medkd reads (2, 3): pack the bundle again with this medkd"),
         (lambda v: v.update(schema=4), "bundle schema 4 is not one this medkd reads (2, 3)"),
-        (lambda v: v["variants"][0]["graphs"][0].pop("runtime"), "manifest.variants[onnx-fp32].graphs[unet].runtime: one of onnx, onnxruntime-cpu, tensorrt"),
+        (lambda v: v["variants"][0]["graphs"][0].pop("runtime"), "manifest.variants[onnx-fp32].graphs[unet].runtime: one of onnx, onnxruntime-cpu, onnxruntime-cpu-vnni, tensorrt"),
         (lambda v: v["sizes"].pop("MODEL_CARD.md"), "manifest.sizes: no size for MODEL_CARD.md"),
         (lambda v: v["sizes"].update({"extra.onnx": 1}), "manifest.sizes: extra.onnx is not among the hashed files"),
         (lambda v: v["sizes"].update({"MODEL_CARD.md": -1}), "manifest.sizes[MODEL_CARD.md]: expected a size in bytes, got -1"),

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 from medkd.export.check import check_onnx
+from medkd.runtime import cpu_lowering
 from medkd.runtime.layout import graph_metadata, read_layout, read_metadata
 from medkd.runtime.onnx_runtime import cpu_session
 from medkd.quantize.calibration import activation_ranges, amax
@@ -177,13 +178,29 @@ def test_asymmetric_or_quantized_input_is_refused(tiny_export, ct_manifest, tmp_
     assert nodes and ranges and min(ranges.values()) > 0
 
 
-def test_bad_options_are_bad_input(tiny_export, ct_manifest, tmp_path, capsys):
+def test_bad_options_are_bad_input(tiny_export, ct_manifest, tmp_path, capsys, monkeypatch):
     cases = [(["--method", "kl"], "--method"), (["--precision", "int4"], "--precision"), (["--max-dsc-drop", "5"], "--max-dsc-drop"), (["--graphs", "unet"], "--graphs")]
+    cases.append((["--cpu-weight-bits", "6"], "--cpu-weight-bits"))
     if importlib.util.find_spec("neural_compressor") is None:
         cases.append((["--smooth-quant", "0.5"], "neural-compressor"))
     for extra, phrase in cases:
         assert run(["quantize", str(tiny_export), "--calib", str(ct_manifest), "--out", str(tmp_path / "q"), *extra]) == 2
         assert phrase in capsys.readouterr().err
+    monkeypatch.setattr(cpu_lowering, "cpuinfo_fields", lambda: {"flags": "sse4_2 avx2 fma"})  # a CPU without VNNI
+    assert run(["quantize", str(tiny_export), "--calib", str(ct_manifest), "--out", str(tmp_path / "q"), "--cpu-weight-bits", "8"]) == 2
+    assert "needs a CPU with VNNI" in capsys.readouterr().err and not (tmp_path / "q" / "manifest.json").exists()
+
+
+@pytest.mark.skipif(not cpu_lowering.has_vnni(), reason="8-bit CPU weights are measured on a CPU with VNNI only")
+def test_8bit_cpu_weights_are_marked_in_the_graph_and_its_cpu_file(tiny_export, ct_manifest, tmp_path):
+    out = tmp_path / "q-vnni"
+    assert run(["quantize", str(tiny_export), "--calib", str(ct_manifest), "--out", str(out), "--graphs", "encoder", "--cpu-weight-bits", "8", "--no-trt-cache", *FEW]) == 0
+    assert read_metadata(out / "encoder.onnx")[cpu_lowering.WEIGHT_BITS_KEY] == "8"
+    assert read_metadata(out / "encoder.cpu.onnx")[cpu_lowering.LOWERED_KEY] == cpu_lowering.VNNI_RUNTIME
+    lowered = onnx.load(str(out / "encoder.cpu.onnx"))
+    weights = [numpy_helper.to_array(t) for t in lowered.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) > 1]
+    assert weights and max(int(np.abs(w.astype(np.int32)).max()) for w in weights) == 127  # 7-bit: 64 at most
+    assert read_manifest(out).metrics["quantization"]["recipe"]["cpu_weight_bits"] == 8
 
 
 def test_tensorrt_int8_lines_come_straight_from_the_quantized_artifact(tiny_quant, capsys):

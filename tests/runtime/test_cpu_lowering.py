@@ -12,19 +12,27 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from medkd.errors import MedkdError
+from medkd.errors import BadInput, MedkdError
+from medkd.runtime import cpu_lowering
 from medkd.runtime.cpu_lowering import (
+    CPU_RUNTIME,
     INTEGER_KERNELS,
+    VNNI_RUNTIME,
+    WEIGHT_BITS_KEY,
+    cpu_weight_bits,
     cpu_file_name,
     cpu_model,
     fuse_erf_gelu,
+    has_vnni,
     integer_matmuls,
     is_lowered,
     lower_for_cpu,
+    lowered_runtime,
     seven_bit_weights,
     unsigned_activations,
     write_cpu_graph,
 )
+from medkd.runtime.layout import read_metadata, stamp_metadata
 from medkd.runtime.onnx_runtime import cpu_options, cpu_session
 from medkd.quantize.backends import ort_quantize
 from medkd.quantize.calibration import activation_ranges
@@ -225,3 +233,49 @@ def test_only_quantized_graphs_are_written_lowered(block_graphs, tmp_path):
     with pytest.raises(MedkdError, match="holds no QuantizeLinear nodes"):
         write_cpu_graph(fp32, tmp_path / "fp32.cpu.onnx")
     assert not (tmp_path / "fp32.cpu.onnx").exists()
+
+
+def _marked_8bit(int8: Path, target: Path) -> Path:
+    stamp_metadata(int8, {WEIGHT_BITS_KEY: "8"}, target)
+    return target
+
+
+def test_vnni_is_read_from_the_cpu_flags():
+    assert has_vnni({"avx2", "avx512f", "avx512_vnni"}) and has_vnni({"avx2", "avx_vnni"})
+    assert not has_vnni({"avx2", "fma", "avx512f", "avx512bw"}) and not has_vnni(set())
+
+
+def test_a_graph_marked_for_vnni_keeps_its_8bit_weights(block_graphs, tmp_path):
+    _, int8, _, _ = block_graphs
+    marked = onnx.load(str(_marked_8bit(int8, tmp_path / "int8-vnni.onnx")))
+    assert cpu_weight_bits(marked) == 8 and cpu_weight_bits(onnx.load(str(int8))) == 7
+    weights_before = {t.name for t in marked.graph.initializer if t.data_type == TensorProto.INT8 and len(t.dims) > 1}
+    counts = lower_for_cpu(marked)
+    assert counts["seven_bit_weights"] == 0 and counts["unsigned_activations"] == 7
+    assert weights_before <= {t.name for t in marked.graph.initializer}  # no _7bit copies made
+    assert not any(t.name.endswith("_7bit") for t in marked.graph.initializer)
+
+
+def test_a_vnni_graph_is_written_for_the_vnni_runtime_and_refused_on_other_cpus(block_graphs, tmp_path, monkeypatch):
+    _, int8, _, _ = block_graphs
+    marked = _marked_8bit(int8, tmp_path / "int8-vnni.onnx")
+    lowered = tmp_path / cpu_file_name(marked.name)
+    write_cpu_graph(marked, lowered)
+    assert lowered_runtime(onnx.load(str(lowered))) == VNNI_RUNTIME
+    assert read_metadata(lowered)["medkd.lowered_for"] == VNNI_RUNTIME and is_lowered(onnx.load(str(lowered)))
+    write_cpu_graph(int8, tmp_path / "portable.cpu.onnx")
+    assert read_metadata(tmp_path / "portable.cpu.onnx")["medkd.lowered_for"] == CPU_RUNTIME
+    monkeypatch.setattr(cpu_lowering, "cpuinfo_fields", lambda: {"flags": "sse4_2 avx2 fma"})
+    for graph in (marked, lowered):
+        with pytest.raises(BadInput, match="quantized for CPUs with VNNI"):
+            cpu_model(graph)
+    assert isinstance(cpu_model(int8), bytes)  # the portable graph is still lowered there
+
+
+@pytest.mark.skipif(not has_vnni(), reason="8-bit weights are exact only on a CPU with VNNI")
+def test_on_a_vnni_cpu_the_8bit_lowering_computes_the_qdq_graph(block_graphs, tmp_path):
+    _, int8, _, feeds = block_graphs
+    plain, lowered = _plain_session(int8), cpu_session(_marked_8bit(int8, tmp_path / "int8-vnni.onnx"), 1)
+    for feed in feeds:
+        expected, got = plain.run(None, feed)[0], lowered.run(None, feed)[0]
+        assert np.linalg.norm(got - expected) / np.linalg.norm(expected) < 1e-3  # 7-bit weights: about 3.5 % here

@@ -180,7 +180,7 @@ def main() -> None:
                     (work / f"{peer}.version").write_text(rows[peer]["version"])
                 encoders[peer] = target
             except Exception as exc:  # noqa: BLE001 - a peer's failure is a result
-                rows[peer] = {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}", "traceback": traceback.format_exc(limit=3)}
+                rows[peer] = {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}", "traceback": traceback.format_exc(limit=3).replace(f"{ROOT}/", "")}  # no machine paths
         rows["medkd"] = {"version": f"medkd (recipe of {int8})"}
         fp32_scores = segmentation_scores(args.export, test_rows, loader, None, args.threads)
         reference = graph_outputs(cpu_session(fp32, args.threads), "image_embeddings", test_feeds)

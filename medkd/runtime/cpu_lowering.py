@@ -83,7 +83,7 @@ def is_lowered(model: onnx.ModelProto) -> bool:
 def cpu_weight_bits(model: onnx.ModelProto) -> int:
     """The bits of the weights the graph's CPU lowering keeps: 8 where it was quantized for VNNI CPUs, else 7."""
     marked = _metadata(model, WEIGHT_BITS_KEY)
-    return int(marked) if marked in ("7", "8") else 7
+    return int(marked) if marked in {str(bits) for bits in WEIGHT_BITS} else 7
 
 
 def lowered_runtime(model: onnx.ModelProto) -> str:
@@ -99,7 +99,7 @@ def has_vnni(flags: set[str] | None = None) -> bool:
 def require_cpu_for(model: onnx.ModelProto, path: Path | str) -> None:
     """``BadInput`` when the graph keeps 8-bit weights for VNNI CPUs and this CPU has no VNNI: its
     integer kernels would saturate and return wrong values."""
-    if (cpu_weight_bits(model) == 8 or _metadata(model, LOWERED_KEY) == VNNI_RUNTIME) and not has_vnni():
+    if cpu_weight_bits(model) == 8 and not has_vnni():  # a lowered file keeps the mark it was written from
         raise BadInput(f"{path} was quantized for CPUs with VNNI (8-bit weights) and this CPU has none: its integer kernels would saturate; quantize with --cpu-weight-bits 7 or run it on a VNNI CPU")
 
 

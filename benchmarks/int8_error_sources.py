@@ -27,9 +27,7 @@ save. Tables on screen; JSON under ``benchmarks/results/``.
 from __future__ import annotations
 
 import argparse
-import collections
 import datetime as dt
-import json
 import re
 import sys
 import tempfile
@@ -46,7 +44,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from medkd.quantize.calibration import graph_feeds, model_inputs, spread_rows  # noqa: E402
+from medkd.quantize.calibration import image_feeds  # noqa: E402
 from medkd.quantize.recipe import CALIBRATION_METHODS, Recipe  # noqa: E402
 from medkd.quantize.workbench import Workbench  # noqa: E402
 from medkd.runtime.cpu_lowering import WEIGHT_BITS_KEY, has_vnni, seven_bit_weights  # noqa: E402
@@ -55,7 +53,7 @@ from medkd.runtime.onnx_runtime import cpu_options, cpu_session  # noqa: E402
 
 from medkd.artifacts import atomic_write_json, software_versions  # noqa: E402
 from medkd.bench.device import device_info, device_slug  # noqa: E402
-from medkd.data import ArrayCache, RowLoader, default_cache_dir, load_manifest  # noqa: E402
+from medkd.bench.onnx_profile import kernel_times  # noqa: E402
 from medkd.zoo import recorded_preprocessing  # noqa: E402
 
 OUTPUT = "image_embeddings"
@@ -163,19 +161,8 @@ def stage_of(node: str) -> str:
 
 
 def time_shares(path: Path, feed: dict, runs: int = 4) -> dict[str, float]:
-    """Share of ONNX Runtime's kernel time in each stage of the graph at ``path`` over ``runs`` runs."""
-    with tempfile.TemporaryDirectory(prefix="medkd-profile-") as scratch:
-        options = cpu_options(2)
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(scratch) / "profile")
-        runner = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        for _ in range(runs):
-            runner.run(None, feed)
-        events = json.loads(Path(runner.end_profiling()).read_text())
-    spent: collections.Counter[str] = collections.Counter()
-    for event in events:
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            spent[stage_of(event["name"].removesuffix("_kernel_time"))] += event["dur"]
+    """Share of ONNX Runtime's kernel time in each stage of the graph at ``path``."""
+    spent = kernel_times(path, feed, lambda node, _: stage_of(node), runs)
     total = sum(spent.values())
     return {stage: spent[stage] / total for stage in sorted(spent)}
 
@@ -194,20 +181,11 @@ def main() -> None:
     args = parser.parse_args()
     console = Console()
     layout = read_layout(args.export)
-    spec = recorded_preprocessing(layout, str(args.export))
-    layout = {**layout, "preprocessing": spec.to_dict()}
-    preprocessing = spec.with_crop(None, source=str(args.export))
-    manifest = load_manifest(args.data)
-    loader = RowLoader(manifest, ArrayCache(default_cache_dir()))
+    layout = {**layout, "preprocessing": recorded_preprocessing(layout, str(args.export)).to_dict()}
     encoder_path = args.export / layout["graphs"]["encoder"]["file"]
     encoder = cpu_session(encoder_path, 2)
-    slots = int(layout["prompts"]["point_slots"])
-
-    def encoder_feeds(split: str, count: int) -> list[dict]:
-        images, prompts = model_inputs(spread_rows(manifest, count, split), loader, preprocessing)
-        return graph_feeds(encoder, images, prompts, slots, progress=False)["encoder"]
-
-    calibration, feeds = encoder_feeds("train", args.calibration), encoder_feeds("val", args.images)
+    feeds_by_split = image_feeds(args.export, args.data, {"train": args.calibration, "val": args.images})
+    calibration, feeds = feeds_by_split["train"], feeds_by_split["val"]
     reference = [o[0] for o in outputs(encoder, feeds, [OUTPUT])]
     blocks = args.blocks.split(",")
     results: dict[str, Any] = {"blocks": {}, "noise": []}

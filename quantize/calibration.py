@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import chain, islice, zip_longest
 from pathlib import Path
@@ -36,11 +36,14 @@ from onnxruntime.quantization.calibrate import (
     TensorsData,
 )
 
+from medkd.data import ArrayCache, default_cache_dir, load_manifest
 from medkd.data.loading import RowLoader
 from medkd.data.manifest import DataManifest, ManifestRow
 from medkd.data.preprocessing import Preprocessing
 from medkd.data.progress import track
+from medkd.runtime.layout import read_layout
 from medkd.runtime.prompts import Prompts
+from medkd.zoo import recorded_preprocessing
 
 Feed = dict[str, np.ndarray]
 ORT_METHODS = {"minmax": CalibrationMethod.MinMax, "mean-minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}
@@ -161,3 +164,12 @@ def amax(ranges: TensorsData) -> dict[str, float]:
         low, high = data.range_value
         result[name] = max(abs(float(np.min(low))), abs(float(np.max(high))))
     return result
+
+
+def image_feeds(export_dir: Path, data: Path, counts: Mapping[str, int]) -> dict[str, list[Feed]]:
+    """Encoder feeds (``{"image": ...}``) of ``counts[split]`` objects of each split of the manifest at
+    ``data`` (:func:`spread_rows`), made by the export's recorded preprocessing with its own crop."""
+    preprocessing = recorded_preprocessing(read_layout(export_dir), str(export_dir)).with_crop(None, source=str(export_dir))
+    manifest = load_manifest(data)
+    loader = RowLoader(manifest, ArrayCache(default_cache_dir()))
+    return {split: [{"image": image} for image in model_inputs(spread_rows(manifest, count, split), loader, preprocessing)[0]] for split, count in counts.items()}

@@ -28,6 +28,7 @@ from medkd.runtime.cpu_lowering import (
     is_lowered,
     lower_for_cpu,
     lowered_runtime,
+    nhwc_max_pools,
     seven_bit_weights,
     unsigned_activations,
     write_cpu_graph,
@@ -67,13 +68,25 @@ def _plain_session(model: Path | bytes) -> ort.InferenceSession:
     return ort.InferenceSession(model if isinstance(model, bytes) else str(model), cpu_options(1), providers=["CPUExecutionProvider"])
 
 
-@pytest.fixture(scope="module")
-def block_graphs(tmp_path_factory):
-    """The block exported (opset 17, as ``medkd export onnx``) and quantized with the default recipe."""
-    directory = tmp_path_factory.mktemp("lowering")
+class PooledStem(nn.Module):
+    """A ResNet stem (convolution, ReLU, 3 x 3 max pooling at stride 2) and a convolution after it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.conv = nn.Conv2d(16, 8, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.pool(torch.relu(self.stem(x))))
+
+
+def _quantized(module: nn.Module, directory: Path) -> tuple[Path, Path, list[str], list[dict[str, np.ndarray]]]:
+    """``module`` exported (opset 17, as ``medkd export onnx``) on 12 x 12 images and quantized with
+    the default recipe: the float file, the Q/DQ file, the quantized nodes and four inputs."""
     torch.manual_seed(0)
     fp32 = directory / "fp32.onnx"
-    torch.onnx.export(ConvBlock().eval(), (torch.randn(1, 3, 12, 12),), str(fp32), dynamo=False, opset_version=17, input_names=["x"], output_names=["y"])
+    torch.onnx.export(module.eval(), (torch.randn(1, 3, 12, 12),), str(fp32), dynamo=False, opset_version=17, input_names=["x"], output_names=["y"])
     rng = np.random.default_rng(0)
     feeds = [{"x": rng.standard_normal((1, 3, 12, 12)).astype(np.float32)} for _ in range(4)]
     model = onnx.load(str(fp32))
@@ -83,6 +96,30 @@ def block_graphs(tmp_path_factory):
     int8 = directory / "int8.onnx"
     ort_quantize(fp32, int8, nodes, Recipe(), ranges, feeds)
     return fp32, int8, nodes, feeds
+
+
+@pytest.fixture(scope="module")
+def block_graphs(tmp_path_factory):
+    """The MBConv-like block, exported and quantized."""
+    torch.manual_seed(0)
+    return _quantized(ConvBlock(), tmp_path_factory.mktemp("lowering"))
+
+
+def test_max_pooling_runs_on_the_integers_in_nhwc_with_the_same_values(tmp_path):
+    torch.manual_seed(0)
+    _, int8, _, feeds = _quantized(PooledStem(), tmp_path)
+    model = onnx.load(str(int8))
+    assert [n.op_type for n in model.graph.node if n.op_type == "MaxPool"] == ["MaxPool"]
+    without = onnx.load(str(int8))
+    for lowering in (seven_bit_weights, unsigned_activations, fuse_erf_gelu, integer_matmuls):
+        lowering(without)
+    counts = lower_for_cpu(model)
+    assert counts["nhwc_max_pools"] == 1
+    assert [n.op_type for n in model.graph.node if "Pool" in n.op_type] == ["NhwcMaxPool"]
+    assert nhwc_max_pools(model) == 0  # nothing left to lower
+    pooled, reference = _plain_session(model.SerializeToString()), _plain_session(without.SerializeToString())
+    for feed in feeds:
+        np.testing.assert_array_equal(pooled.run(None, feed)[0], reference.run(None, feed)[0])
 
 
 def test_the_recipe_quantizes_every_convolution_of_the_block_and_the_projection(block_graphs):
@@ -96,7 +133,7 @@ def test_lowering_counts_and_same_outputs(block_graphs):
     counts = lower_for_cpu(onnx.load(str(int8)))
     # four weights re-quantized to 7 bits; the stem's output, the three convolutions, the two GELUs and
     # the projection input are quantized
-    assert counts == {"seven_bit_weights": 4, "unsigned_activations": 7, "gelu": 2, "matmul_integer_to_float": 1}
+    assert counts == {"seven_bit_weights": 4, "unsigned_activations": 7, "gelu": 2, "matmul_integer_to_float": 1, "nhwc_max_pools": 0}
     seven_bit = onnx.load(str(int8))
     seven_bit_weights(seven_bit)
     plain_8bit, plain_7bit, lowered = _plain_session(int8), _plain_session(seven_bit.SerializeToString()), cpu_session(int8, 1)
@@ -217,7 +254,7 @@ def test_the_written_cpu_graph_holds_the_integer_kernels_and_runs_as_lowered(blo
     _, int8, _, feeds = block_graphs
     target = tmp_path / cpu_file_name("int8.onnx")
     assert target.name == "int8.cpu.onnx"
-    assert write_cpu_graph(int8, target) == {"seven_bit_weights": 4, "unsigned_activations": 7, "gelu": 2, "matmul_integer_to_float": 1}
+    assert write_cpu_graph(int8, target) == {"seven_bit_weights": 4, "unsigned_activations": 7, "gelu": 2, "matmul_integer_to_float": 1, "nhwc_max_pools": 0}
     model = onnx.load(str(target))
     kernels, left = integer_kernel_report(model)
     assert kernels == {"QLinearConv": 3, "MatMulIntegerToFloat": 1} and left == []  # conv1, dw, conv2 and proj

@@ -66,9 +66,9 @@ def amdahl(rest_share: float, product_speedup: float) -> float:
     return 1.0 / (rest_share + (1.0 - rest_share) / product_speedup)
 
 
-def whole_int8(export: Path, feeds: list[dict[str, np.ndarray]], scratch: Path) -> Path:
-    """The export's encoder with every product quantized (no block in float), lowered for the CPU."""
-    layout = read_layout(export)
+def whole_int8(export: Path, layout: dict[str, Any], feeds: list[dict[str, np.ndarray]], scratch: Path) -> Path:
+    """The encoder of the export at ``export`` (its ``layout``) with every product quantized (no block in
+    float), lowered for the CPU."""
     layout = {**layout, "preprocessing": recorded_preprocessing(layout, str(export)).to_dict()}
     recipe = Recipe(attention_matmuls=True, cpu_weight_bits=8 if has_vnni() else 7)
     bench = Workbench(export, layout, scratch, recipe, {"encoder": feeds}, ("encoder",))
@@ -79,14 +79,15 @@ def whole_int8(export: Path, feeds: list[dict[str, np.ndarray]], scratch: Path) 
 
 def measure(label: str, folder: Path, data: Path, calibration: int, images: int, rounds: int, console: Console) -> dict[str, Any]:
     export = folder / "export"
-    fp32 = export / read_layout(export)["graphs"]["encoder"]["file"]
+    layout = read_layout(export)
+    fp32 = export / layout["graphs"]["encoder"]["file"]
     feeds = image_feeds(export, data, {"train": calibration, "val": images})
     graphs = {"fp32": fp32}
     shipped = folder / "int8"
     if (shipped / "manifest.json").is_file():
         graphs["shipped int8"] = shipped / cpu_graph_file(shipped, read_layout(shipped)["graphs"]["encoder"])
     with tempfile.TemporaryDirectory(prefix="medkd-int8-ceiling-") as scratch:
-        graphs["whole int8"] = whole_int8(export, feeds["train"], Path(scratch))
+        graphs["whole int8"] = whole_int8(export, layout, feeds["train"], Path(scratch))
         console.log(f"{label}: quantized whole")
         sessions = {name: cpu_session(path, 2) for name, path in graphs.items()}
         reference = graph_outputs(sessions["fp32"], OUTPUT, feeds["val"])
@@ -101,7 +102,7 @@ def measure(label: str, folder: Path, data: Path, calibration: int, images: int,
     p50 = {name: row["p50_ms"] for name, row in latency.items()}
     return {
         "label": label,
-        "model": read_layout(export)["model"]["name"],
+        "model": layout["model"]["name"],
         "fp32_ms_by_op": fp32_ops,
         "whole_int8_ms_by_op": int8_ops,
         "fp32_products_ms": products_fp32,
